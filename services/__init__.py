@@ -1,0 +1,1 @@
+"""Hookline's services: ingest, fanout and sender."""

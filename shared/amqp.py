@@ -1,0 +1,76 @@
+"""RabbitMQ connection, the one idempotent declarer, and confirmed publishing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from shared.errors import BrokerUnavailable
+from shared.logging import get_logger
+from shared.settings import Settings
+from shared.topology import Exchange, Queue
+
+log = get_logger("amqp")
+
+_EXCHANGE_TYPES = {
+    "topic": aio_pika.ExchangeType.TOPIC,
+    "direct": aio_pika.ExchangeType.DIRECT,
+    "fanout": aio_pika.ExchangeType.FANOUT,
+}
+
+
+async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
+    """A robust connection (reconnects and re-declares by itself), named for the broker UI."""
+    url = settings.amqp_url.get_secret_value()
+    try:
+        return await aio_pika.connect_robust(
+            url, client_properties={"connection_name": f"hookline-{name}"}, timeout=10
+        )
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        raise BrokerUnavailable(f"cannot connect to RabbitMQ: {exc}") from exc
+
+
+async def declare(
+    channel: AbstractChannel, exchanges: list[Exchange], queues: list[Queue]
+) -> tuple[dict[str, AbstractExchange], dict[str, AbstractQueue]]:
+    """Declare exchanges, durable queues and their bindings; safe to run again and again."""
+    declared_exchanges: dict[str, AbstractExchange] = {}
+    for ex in exchanges:
+        declared_exchanges[ex.name] = await channel.declare_exchange(
+            ex.name, _EXCHANGE_TYPES[ex.type], durable=True
+        )
+    declared_queues: dict[str, AbstractQueue] = {}
+    for q in queues:
+        queue = await channel.declare_queue(q.name, durable=True, arguments=dict(q.arguments))
+        for exchange_name, routing_key in q.bindings:
+            exchange = declared_exchanges.get(exchange_name) or await channel.declare_exchange(
+                exchange_name, passive=True
+            )
+            await queue.bind(exchange, routing_key)
+        declared_queues[q.name] = queue
+    return declared_exchanges, declared_queues
+
+
+def json_message(
+    body: bytes,
+    *,
+    headers: dict[str, Any] | None = None,
+    message_id: str | None = None,
+    expiration: float | None = None,
+) -> aio_pika.Message:
+    """A persistent JSON message."""
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers=headers or {},
+        message_id=message_id,
+        expiration=expiration,
+    )

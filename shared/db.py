@@ -1,0 +1,115 @@
+"""The asyncpg pool, and `hookline migrate`: create the database, apply versioned SQL files."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from shared.errors import StorageUnavailable
+from shared.logging import get_logger
+
+log = get_logger("db")
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(database_url: str, *, size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections speak JSON through orjson."""
+    try:
+        pool = await asyncpg.create_pool(
+            database_url, min_size=1, max_size=size, init=_init_connection, command_timeout=30
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StorageUnavailable(f"cannot connect to Postgres: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+def _split_database(database_url: str) -> tuple[str, str]:
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/") or "postgres"
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    return admin_url, name
+
+
+async def create_database_if_missing(database_url: str) -> bool:
+    """Create the database named in the URL when it does not exist; True when created."""
+    admin_url, name = _split_database(database_url)
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        quoted = '"' + name.replace('"', '""') + '"'
+        try:
+            await conn.execute(f"CREATE DATABASE {quoted}")
+        except asyncpg.DuplicateDatabaseError:
+            return False
+        return True
+    finally:
+        await conn.close()
+
+
+async def drop_database(database_url: str) -> None:
+    """Drop the database named in the URL (tests clean up with it)."""
+    admin_url, name = _split_database(database_url)
+    conn = await asyncpg.connect(admin_url)
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files("shared.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Create the database if missing and apply pending migrations; returns what was applied."""
+    if await create_database_if_missing(database_url):
+        log.info("database_created")
+    conn = await asyncpg.connect(database_url)
+    applied: list[str] = []
+    try:
+        # One migrator at a time: two services starting together must not race.
+        await conn.execute("SELECT pg_advisory_lock(7214001)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            applied.append(f"{version:04d}_{name}")
+            log.info("migration_applied", version=version, name=name)
+    finally:
+        await conn.close()
+    return applied

@@ -1,0 +1,29 @@
+"""Identifiers: time-ordered random ids (`evt_…`, `sub_…`) and derived delivery ids."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def _base32(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """`prefix_` + 26 chars: 48 bits of milliseconds then 80 random bits, so ids sort by time."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return f"{prefix}_{_base32(value, 26)}"
+
+
+def delivery_id(event_id: str, subscription_id: str) -> str:
+    """The one delivery id of an (event, subscription) pair, so a redelivered event maps to it."""
+    digest = hashlib.sha256(f"{event_id}:{subscription_id}".encode()).digest()
+    return f"dlv_{_base32(int.from_bytes(digest[:16], 'big'), 26)}"

@@ -1,0 +1,104 @@
+"""Wire models: the event envelope published to Hookline, and the delivery message.
+
+A delivery message's body is the exact webhook body the receiver gets, built once by fanout;
+what the sender needs besides travels in headers, so the sender never parses the body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,3}$"
+EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
+TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+IDEMPOTENCY_KEY_MAX = 255
+
+
+class EventIn(BaseModel):
+    """An event as published over AMQP or `POST /v1/events` (CONTRACT section 2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(pattern=EVENT_TYPE_PATTERN, description="Event type, as `invoice.paid`.")
+    data: dict[str, Any] = Field(default_factory=dict, description="The event's payload.")
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_MAX,
+        description="Idempotency key: the same id again is stored and delivered once.",
+    )
+    tenant_id: str | None = Field(
+        None,
+        pattern=TENANT_ID_PATTERN,
+        description="Only subscriptions with the same tenant_id receive the event.",
+    )
+
+
+def webhook_body(event_type: str, created_at: datetime, data: dict[str, Any]) -> bytes:
+    """The body POSTed to receivers (CONTRACT section 4)."""
+    return orjson.dumps({"type": event_type, "timestamp": rfc3339(created_at), "data": data})
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC RFC 3339 with milliseconds and a `Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Header names of a delivery message.
+H_DELIVERY_ID = "x-hookline-delivery-id"
+H_EVENT_ID = "x-hookline-event-id"
+H_SUBSCRIPTION_ID = "x-hookline-subscription-id"
+H_EVENT_TYPE = "x-hookline-event-type"
+H_ATTEMPT = "x-hookline-attempt"
+H_ACCEPTED_AT = "x-hookline-accepted-at"
+H_ERROR = "x-hookline-error"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryMessage:
+    """One delivery of one event to one subscription, as it travels between fanout and sender."""
+
+    delivery_id: str
+    event_id: str
+    subscription_id: str
+    event_type: str
+    body: bytes
+    attempt: int = 1
+    """The number of the attempt this message will make (1 for the first)."""
+    accepted_at: float = 0.0
+    """Unix seconds when Hookline accepted the event, for the end-to-end latency."""
+
+    def headers(self) -> dict[str, Any]:
+        return {
+            H_DELIVERY_ID: self.delivery_id,
+            H_EVENT_ID: self.event_id,
+            H_SUBSCRIPTION_ID: self.subscription_id,
+            H_EVENT_TYPE: self.event_type,
+            H_ATTEMPT: self.attempt,
+            H_ACCEPTED_AT: self.accepted_at,
+        }
+
+    @classmethod
+    def from_amqp(cls, headers: dict[str, Any], body: bytes) -> DeliveryMessage:
+        """Rebuild from a consumed message; raises ValueError when a header is missing."""
+        try:
+            return cls(
+                delivery_id=str(headers[H_DELIVERY_ID]),
+                event_id=str(headers[H_EVENT_ID]),
+                subscription_id=str(headers[H_SUBSCRIPTION_ID]),
+                event_type=str(headers[H_EVENT_TYPE]),
+                body=body,
+                attempt=int(headers.get(H_ATTEMPT, 1)),
+                accepted_at=float(headers.get(H_ACCEPTED_AT, 0.0)),
+            )
+        except KeyError as exc:
+            raise ValueError(f"delivery message lacks header {exc.args[0]}") from exc
+
+    def next_attempt(self) -> DeliveryMessage:
+        return replace(self, attempt=self.attempt + 1)

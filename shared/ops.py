@@ -1,0 +1,58 @@
+"""Each service's ops HTTP server: `/metrics`, `/healthz`, `/readyz` (CONTRACT section 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.metrics import REGISTRY
+
+ReadyCheck = Callable[[], bool]
+
+
+class Readiness:
+    """Named readiness checks; ready only while every one holds."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, ReadyCheck] = {}
+
+    def add(self, name: str, check: ReadyCheck) -> None:
+        self._checks[name] = check
+
+    def status(self) -> dict[str, bool]:
+        return {name: bool(check()) for name, check in self._checks.items()}
+
+
+def ops_app(readiness: Readiness) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        checks = readiness.status()
+        ok = bool(checks) and all(checks.values())
+        return web.json_response(
+            {"status": "ready" if ok else "not_ready", "checks": checks},
+            status=200 if ok else 503,
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve `app` until the returned runner is cleaned up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner

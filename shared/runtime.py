@@ -1,0 +1,92 @@
+"""Running services: signals set a stop event, the ops server, and the supervision of components.
+
+A component is `async def run(settings, stop, readiness)`: it sets itself up, registers its
+readiness checks, serves until `stop` is set, then drains its in-flight work and returns.
+`serve` runs one or more components in one process (`hookline all` runs three) with one ops
+server, and stops them all when any of them dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from shared.logging import configure_logging, get_logger
+from shared.ops import Readiness, ops_app, start_site
+from shared.settings import Settings
+
+Component = Callable[[Settings, asyncio.Event, Readiness], Coroutine[Any, Any, None]]
+
+log = get_logger("runtime")
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve(
+    settings: Settings,
+    service: str,
+    components: Sequence[tuple[str, Component]],
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run the components until `stop` (by default SIGTERM/SIGINT) or until one fails.
+
+    Returns the process exit code: 0 after a clean stop, 1 when a component failed.
+    """
+    if stop is None:
+        stop = asyncio.Event()
+        _install_signal_handlers(stop)
+    readiness = Readiness()
+    port = settings.metrics_port_for(service)
+    runner = await start_site(ops_app(readiness), settings.metrics_host, port)
+    log.info("service_starting", service=service, metrics_port=port)
+    tasks = [
+        asyncio.create_task(component(settings, stop, readiness), name=name)
+        for name, component in components
+    ]
+    failed = False
+    try:
+        pending: set[asyncio.Task[None]] = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    failed = True
+                    log.error(
+                        "component_failed",
+                        component=task.get_name(),
+                        error=f"{type(exc).__name__}: {exc}",
+                        exc_info=exc,
+                    )
+                # Any component that returns or dies takes the others down with it:
+                # a half-running service would look alive and do nothing.
+                stop.set()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await runner.cleanup()
+    log.info("service_stopped", service=service, failed=failed)
+    return 1 if failed else 0
+
+
+def run_service(service: str, components: Sequence[tuple[str, Component]]) -> int:
+    """Entry point of a service process: settings, logging, the fast loop, then `serve`."""
+    from shared.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.run(serve(settings, service, components))
+    if sys.version_info >= (3, 12):  # pragma: no cover
+        return uvloop.run(serve(settings, service, components))  # type: ignore[no-any-return]
+    uvloop.install()
+    return asyncio.run(serve(settings, service, components))

@@ -1,0 +1,86 @@
+"""Test helpers: isolated namespaces and databases on the real broker and Postgres."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+
+from shared.settings import Settings
+from shared.topology import Topology
+
+ADMIN_DATABASE_URL = os.environ.get(
+    "HOOKLINE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+AMQP_URL = os.environ.get("HOOKLINE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+API_TOKEN = "test-token-0123456789"
+
+
+def database_url(name: str) -> str:
+    parts = urlsplit(ADMIN_DATABASE_URL)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def make_settings(namespace: str, db_name: str, **overrides: object) -> Settings:
+    """Settings for one isolated test run: its own namespace, database and ports."""
+    values: dict[str, object] = {
+        "amqp_url": AMQP_URL,
+        "database_url": database_url(db_name),
+        "namespace": namespace,
+        "api_port": free_port(),
+        "metrics_port": free_port(),
+        "api_tokens": API_TOKEN,
+        "retry_delays": "200ms,400ms",
+        "delivery_timeout": "2s",
+        "allow_private_targets": True,
+        "log_format": "console",
+        "shutdown_grace": "3s",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+async def create_database_from_template(name: str, template: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DATABASE_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    finally:
+        await conn.close()
+
+
+async def drop_database(name: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DATABASE_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def delete_namespace(namespace: str, retry_delays_s: tuple[float, ...]) -> None:
+    """Delete every exchange and queue a test namespace may have declared."""
+    topology = Topology(namespace, retry_delays_s)
+    exchanges, queues = topology.everything()
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue.name)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange.name)
+    finally:
+        await connection.close()
