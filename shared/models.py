@@ -102,3 +102,45 @@ class DeliveryMessage:
 
     def next_attempt(self) -> DeliveryMessage:
         return replace(self, attempt=self.attempt + 1)
+
+
+H_TENANT_ID = "x-hookline-tenant-id"
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    """A stored event as ingest publishes it on `{ns}.events` (routing key = its type).
+
+    The body is already the webhook body, so fanout copies it into each delivery untouched.
+    """
+
+    event_id: str
+    event_type: str
+    tenant_id: str | None
+    body: bytes
+    accepted_at: float
+
+    def headers(self) -> dict[str, Any]:
+        headers: dict[str, Any] = {
+            H_EVENT_ID: self.event_id,
+            H_EVENT_TYPE: self.event_type,
+            H_ACCEPTED_AT: self.accepted_at,
+        }
+        if self.tenant_id is not None:
+            headers[H_TENANT_ID] = self.tenant_id
+        return headers
+
+    @classmethod
+    def from_amqp(cls, headers: dict[str, Any], body: bytes) -> EventMessage:
+        """Rebuild from a consumed message; raises ValueError when a header is missing."""
+        try:
+            tenant = headers.get(H_TENANT_ID)
+            return cls(
+                event_id=str(headers[H_EVENT_ID]),
+                event_type=str(headers[H_EVENT_TYPE]),
+                tenant_id=None if tenant is None else str(tenant),
+                body=body,
+                accepted_at=float(headers.get(H_ACCEPTED_AT, 0.0)),
+            )
+        except KeyError as exc:
+            raise ValueError(f"event message lacks header {exc.args[0]}") from exc
