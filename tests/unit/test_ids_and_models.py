@@ -1,0 +1,56 @@
+"""Identifiers and the wire models."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from shared.ids import delivery_id, new_id
+from shared.models import DeliveryMessage, EventMessage, webhook_body
+
+
+def test_new_ids_are_unique_prefixed_and_sort_by_creation_time() -> None:
+    first = [new_id("evt") for _ in range(1000)]
+    time.sleep(0.002)
+    later = new_id("evt")
+    assert len(set(first)) == 1000
+    assert all(i.startswith("evt_") and len(i) == 30 for i in first)
+    assert later > max(first)
+
+
+def test_delivery_id_is_derived_from_event_and_subscription() -> None:
+    assert delivery_id("evt_a", "sub_b") == delivery_id("evt_a", "sub_b")
+    assert delivery_id("evt_a", "sub_b") != delivery_id("evt_a", "sub_c")
+    assert delivery_id("evt_a", "sub_b") != delivery_id("evt_b", "sub_b")
+
+
+def test_webhook_body_is_the_contract_shape() -> None:
+    body = webhook_body("invoice.paid", datetime(2026, 1, 2, 3, 4, 5, 678000, UTC), {"a": 1})
+    assert orjson.loads(body) == {
+        "type": "invoice.paid",
+        "timestamp": "2026-01-02T03:04:05.678Z",
+        "data": {"a": 1},
+    }
+
+
+def test_delivery_message_round_trips_through_headers() -> None:
+    message = DeliveryMessage("dlv_1", "evt_1", "sub_1", "a.b", b"{}", attempt=2, accepted_at=1.5)
+    again = DeliveryMessage.from_amqp(message.headers(), message.body)
+    assert again == message
+    assert again.next_attempt().attempt == 3
+
+
+def test_a_message_without_its_headers_is_refused_with_the_missing_name() -> None:
+    with pytest.raises(ValueError, match="x-hookline-subscription-id"):
+        DeliveryMessage.from_amqp({"x-hookline-delivery-id": "d", "x-hookline-event-id": "e"}, b"")
+
+
+def test_event_message_keeps_a_missing_tenant_missing() -> None:
+    message = EventMessage("evt_1", "a.b", None, b"{}", 2.0)
+    assert "x-hookline-tenant-id" not in message.headers()
+    assert EventMessage.from_amqp(message.headers(), b"{}") == message
+    tenant = EventMessage("evt_1", "a.b", "t1", b"{}", 2.0)
+    assert EventMessage.from_amqp(tenant.headers(), b"{}").tenant_id == "t1"
