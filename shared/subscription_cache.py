@@ -1,0 +1,285 @@
+"""Every subscription in memory, kept fresh by Postgres LISTEN/NOTIFY (issue 3: within 1 s).
+
+Fanout matches each event against this cache instead of querying, and the sender reads a
+subscription's URL, status and keys from it. One dedicated connection LISTENs on
+`hookline_subscriptions` (the trigger of migration 0001 notifies the changed row's id); each
+notification reloads that one row. When the connection is lost, the cache reconnects with a
+capped backoff and reloads everything, since notifications sent meanwhile are gone; it reports
+not ready until then and keeps serving what it last knew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+
+from shared.errors import ConfigurationError, StorageUnavailable
+from shared.logging import get_logger
+from shared.matching import candidate_keys
+from shared.metrics import SUBSCRIPTIONS_CACHED
+from shared.secretbox import SecretBox
+from shared.subscriptions import Subscription, load_all, load_one
+
+CHANNEL = "hookline_subscriptions"
+
+_BACKOFF_FIRST_S = 0.1
+_BACKOFF_MAX_S = 5.0
+_KEEPALIVE_S = 5.0
+"""How often the idle LISTEN connection is probed, so a silently dead one is noticed."""
+_QUERY_TIMEOUT_S = 10.0
+_MEMO_MAX = 10_000
+"""Memoized (event type, tenant) answers kept before the memo starts over."""
+
+_CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+log = get_logger("subscription_cache")
+
+_IndexKey = tuple[str | None, str]
+"""(tenant id, pattern): the tenant rule is part of the key, so matching never filters."""
+
+
+class SubscriptionCache:
+    """All live subscriptions, indexed by (tenant, pattern) for matching in a few dict lookups.
+
+    `start()` before use and `close()` after. `match` and `get` are plain synchronous reads of
+    the current state; they never wait on the database.
+    """
+
+    def __init__(self, database_url: str, box: SecretBox, *, service: str) -> None:
+        self._database_url = database_url
+        self._box = box
+        self._service = service
+        self._by_id: dict[str, Subscription] = {}
+        self._index: dict[_IndexKey, dict[str, Subscription]] = {}
+        self._memo: dict[tuple[str, str | None], list[Subscription]] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._loaded = False
+        self._connected = False
+        self._closing = False
+        # One reader at a time on the one connection, and in notification order: a row read
+        # earlier can then never overwrite one read later.
+        self._lock = asyncio.Lock()
+        self._dirty: set[str] = set()
+        self._reload_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        self._gauge = SUBSCRIPTIONS_CACHED.labels(service)
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Connect, LISTEN and load every subscription; returns once loaded.
+
+        Raises StorageUnavailable when Postgres cannot be reached at start.
+        """
+        try:
+            await self._connect_and_load()
+        except _CONNECTION_ERRORS as exc:
+            await self._drop_connection()
+            raise StorageUnavailable(f"cannot load subscriptions: {exc}") from exc
+        self._watch_task = asyncio.create_task(
+            self._watch(), name=f"subscription-cache-watch-{self._service}"
+        )
+
+    async def close(self) -> None:
+        """Stop listening and close the connection; the cache keeps its last state."""
+        self._closing = True
+        for task in (self._watch_task, self._reload_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._drop_connection()
+
+    def ready(self) -> bool:
+        """True while the LISTEN connection is up and the cache is loaded."""
+        return self._loaded and self._connected and not self._lost.is_set()
+
+    # Reads
+
+    def match(self, event_type: str, tenant_id: str | None) -> list[Subscription]:
+        """The enabled subscriptions an event goes to, each once (CONTRACT section 3).
+
+        An event with a tenant goes only to subscriptions of that tenant; one without goes
+        only to subscriptions without one.
+        """
+        memo_key = (event_type, tenant_id)
+        found = self._memo.get(memo_key)
+        if found is None:
+            found = self._compute_match(event_type, tenant_id)
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            self._memo[memo_key] = found
+        return list(found)
+
+    def get(self, subscription_id: str) -> Subscription | None:
+        """The subscription; None when deleted or unknown. A disabled one has enabled=False."""
+        return self._by_id.get(subscription_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def _compute_match(self, event_type: str, tenant_id: str | None) -> list[Subscription]:
+        hits: dict[str, Subscription] = {}
+        for pattern in candidate_keys(event_type):
+            bucket = self._index.get((tenant_id, pattern))
+            if bucket:
+                # A subscription listing `invoice.*` and `invoice.paid` still gets one delivery.
+                hits.update(bucket)
+        return list(hits.values())
+
+    # The index
+
+    def _replace_all(self, subscriptions: list[Subscription]) -> None:
+        self._by_id = {}
+        self._index = {}
+        for sub in subscriptions:
+            self._put(sub)
+        self._changed()
+
+    def _apply(self, subscription_id: str, sub: Subscription | None) -> None:
+        self._remove(subscription_id)
+        if sub is not None:
+            self._put(sub)
+        self._changed()
+
+    def _put(self, sub: Subscription) -> None:
+        self._by_id[sub.id] = sub
+        if not sub.enabled:
+            return
+        for pattern in set(sub.event_types):
+            self._index.setdefault((sub.tenant_id, pattern), {})[sub.id] = sub
+
+    def _remove(self, subscription_id: str) -> None:
+        old = self._by_id.pop(subscription_id, None)
+        if old is None:
+            return
+        for pattern in set(old.event_types):
+            key = (old.tenant_id, pattern)
+            bucket = self._index.get(key)
+            if bucket is not None:
+                bucket.pop(subscription_id, None)
+                if not bucket:
+                    del self._index[key]
+
+    def _changed(self) -> None:
+        self._memo.clear()
+        self._gauge.set(len(self._by_id))
+
+    # The connection
+
+    async def _connect_and_load(self) -> None:
+        conn = await asyncpg.connect(self._database_url, timeout=_QUERY_TIMEOUT_S)
+        self._conn = conn
+        conn.add_termination_listener(self._on_terminated)
+        # LISTEN before loading: a change committed during the load is then notified too.
+        await conn.add_listener(CHANNEL, self._on_notify)
+        async with self._lock:
+            # The full load supersedes every row reload queued so far.
+            self._dirty.clear()
+            subscriptions = await load_all(conn, self._box)
+            self._replace_all(subscriptions)
+            self._loaded = True
+            self._connected = True
+            self._lost.clear()
+        log.info("subscriptions_loaded", service=self._service, count=len(subscriptions))
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self._connected = False
+        if conn is None or conn.is_closed():
+            return
+        conn.remove_termination_listener(self._on_terminated)
+        try:
+            await asyncio.wait_for(conn.close(), timeout=2.0)
+        except _CONNECTION_ERRORS:
+            conn.terminate()
+
+    def _on_terminated(self, conn: Any) -> None:
+        if conn is self._conn and not self._closing:
+            self._mark_lost("connection closed")
+
+    def _mark_lost(self, reason: str) -> None:
+        if not self._lost.is_set():
+            log.warning("subscription_listener_lost", service=self._service, reason=reason)
+        self._connected = False
+        self._lost.set()
+
+    async def _watch(self) -> None:
+        """Probe the connection while it is up; reconnect and reload all when it is lost."""
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), timeout=_KEEPALIVE_S)
+            except TimeoutError:
+                await self._probe()
+                continue
+            await self._reconnect()
+
+    async def _probe(self) -> None:
+        conn = self._conn
+        if conn is None:
+            self._mark_lost("no connection")
+            return
+        try:
+            async with self._lock:
+                await conn.execute("SELECT 1", timeout=_QUERY_TIMEOUT_S)
+        except _CONNECTION_ERRORS as exc:
+            self._mark_lost(f"{type(exc).__name__}: {exc}")
+
+    async def _reconnect(self) -> None:
+        delay_s = _BACKOFF_FIRST_S
+        while True:
+            await self._drop_connection()
+            try:
+                await self._connect_and_load()
+            except _CONNECTION_ERRORS as exc:
+                log.warning(
+                    "subscription_listener_reconnect_failed",
+                    service=self._service,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, _BACKOFF_MAX_S)
+                continue
+            log.info("subscription_listener_reconnected", service=self._service)
+            return
+
+    # Notifications
+
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        # asyncpg calls this synchronously: queue the id and let one named task reload it.
+        self._dirty.add(str(payload))
+        if self._reload_task is None or self._reload_task.done():
+            self._reload_task = asyncio.create_task(
+                self._reload_dirty(), name=f"subscription-cache-reload-{self._service}"
+            )
+
+    async def _reload_dirty(self) -> None:
+        while self._dirty:
+            async with self._lock:
+                conn = self._conn
+                if conn is None or not self._connected:
+                    # The reload after reconnecting reads these rows too.
+                    return
+                subscription_id = self._dirty.pop()
+                try:
+                    sub = await load_one(conn, subscription_id, self._box)
+                except _CONNECTION_ERRORS as exc:
+                    self._mark_lost(f"{type(exc).__name__}: {exc}")
+                    return
+                except (ConfigurationError, ValueError) as exc:
+                    # A secret that does not open: keep what we had, and say so loudly.
+                    log.error(
+                        "subscription_unreadable",
+                        subscription_id=subscription_id,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    continue
+                self._apply(subscription_id, sub)
+            log.debug(
+                "subscription_reloaded", subscription_id=subscription_id, found=sub is not None
+            )

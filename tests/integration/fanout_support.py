@@ -1,0 +1,36 @@
+"""Helpers of the fanout and subscription-cache tests: rows written straight into Postgres."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from shared.ids import new_id
+from shared.signing import generate_secret
+
+
+async def insert_subscription(
+    conn: asyncpg.Connection,
+    event_types: list[str],
+    *,
+    tenant_id: str | None = None,
+    status: str = "enabled",
+    deleted: bool = False,
+    secret: str | None = None,
+    url: str = "http://127.0.0.1:9/hook",
+) -> str:
+    """Insert one subscription row as the API would store it; returns its id."""
+    sub_id = new_id("sub")
+    await conn.execute(
+        "INSERT INTO subscriptions (id, url, event_types, status, disabled_reason, tenant_id,"
+        " secret, deleted_at) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+        " CASE WHEN $8 THEN now() END)",
+        sub_id,
+        url,
+        event_types,
+        status,
+        None if status == "enabled" else "manual",
+        tenant_id,
+        secret or generate_secret(),
+        deleted,
+    )
+    return sub_id
