@@ -1,0 +1,69 @@
+"""The retry schedule: delays per attempt, queue choice for asked delays, Retry-After parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from shared.retry import RetrySchedule, parse_retry_after
+
+DEFAULT = RetrySchedule((5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0))
+
+
+def test_attempts_are_one_more_than_delays() -> None:
+    assert DEFAULT.max_attempts == 10
+    assert RetrySchedule((0.2, 0.4)).max_attempts == 3
+
+
+def test_delay_after_each_attempt_follows_the_schedule() -> None:
+    schedule = RetrySchedule((0.2, 0.4))
+    assert schedule.delay_after(1) == 0.2
+    assert schedule.delay_after(2) == 0.4
+    assert schedule.is_last(3)
+    with pytest.raises(ValueError):
+        schedule.delay_after(3)
+
+
+def test_an_attempt_past_a_shortened_schedule_is_the_last() -> None:
+    assert RetrySchedule((0.2,)).is_last(5)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "chosen"),
+    [(0.0, 5.0), (5.0, 5.0), (5.1, 300.0), (299.0, 300.0), (86400.0, 86400.0), (1e9, 86400.0)],
+)
+def test_an_asked_delay_gets_the_smallest_queue_at_least_as_long(
+    wanted: float, chosen: float
+) -> None:
+    assert DEFAULT.queue_delay_at_least(wanted) == chosen
+
+
+def test_repeated_delays_share_one_queue() -> None:
+    assert RetrySchedule((1.0, 1.0, 3.0)).queue_delays_s == (1.0, 3.0)
+
+
+def test_deferrals_wait_longer_each_time_up_to_the_patience() -> None:
+    waits = [DEFAULT.deferral_delay(n, patience_s=15.0) for n in (1, 2, 3, 9)]
+    assert waits == [5.0, 300.0, 300.0, 300.0]
+    short = RetrySchedule((0.2, 0.4))
+    assert [short.deferral_delay(n, patience_s=2.0) for n in (1, 2, 3)] == [0.2, 0.4, 0.4]
+
+
+def test_retry_after_in_seconds() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(" 0 ") == 0.0
+
+
+def test_retry_after_as_http_date() -> None:
+    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    later = format_datetime(now + timedelta(seconds=90), usegmt=True)
+    assert parse_retry_after(later, now) == 90.0
+    earlier = format_datetime(now - timedelta(seconds=90), usegmt=True)
+    assert parse_retry_after(earlier, now) == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2024"])
+def test_unreadable_retry_after_is_ignored(value: str | None) -> None:
+    assert parse_retry_after(value) is None
