@@ -15,6 +15,12 @@ from shared.errors import ConfigurationError
 
 ENCRYPTED_PREFIX = "enc:v1:"
 
+# Messages never quote the key or the stored value: both end up in logs.
+_BAD_KEY = (
+    "HOOKLINE_SECRET_KEY must be one or more Fernet keys (32 url-safe base64 bytes),"
+    " comma-separated; make one with `hookline secrets new-key`"
+)
+
 
 class SecretBox:
     """Seals secrets for storage and opens them again."""
@@ -24,26 +30,39 @@ class SecretBox:
         if key_setting is None:
             return
         keys = [k.strip() for k in key_setting.get_secret_value().split(",") if k.strip()]
+        if not keys:
+            # A setting of only commas or spaces is a mistake, not a request for plain text.
+            raise ConfigurationError(_BAD_KEY)
         try:
-            self._fernet = MultiFernet([Fernet(k.encode()) for k in keys]) if keys else None
+            self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
         except ValueError as exc:
-            raise ConfigurationError(
-                "HOOKLINE_SECRET_KEY must be one or more Fernet keys (32 url-safe base64 bytes),"
-                " comma-separated; make one with `hookline secrets new-key`"
-            ) from exc
+            raise ConfigurationError(_BAD_KEY) from exc
 
     @property
     def encrypts(self) -> bool:
+        """True when a key is set, so `seal` encrypts."""
         return self._fernet is not None
 
+    def __repr__(self) -> str:
+        return f"SecretBox(encrypts={self.encrypts})"
+
     def seal(self, secret: str) -> str:
-        """The value to store for `secret`."""
+        """The value to store for `secret`: `enc:v1:…` with a key, `secret` itself without.
+
+        ValueError when `secret` is already sealed (sealing twice would store a value that
+        opens to ciphertext, not to the secret).
+        """
+        if secret.startswith(ENCRYPTED_PREFIX):
+            raise ValueError("the secret is already sealed")
         if self._fernet is None:
             return secret
         return ENCRYPTED_PREFIX + self._fernet.encrypt(secret.encode()).decode()
 
     def open(self, stored: str) -> str:
-        """The secret behind a stored value."""
+        """The secret behind a stored value; plain values are returned as they are.
+
+        ConfigurationError when the value is encrypted and no key set here decrypts it.
+        """
         if not stored.startswith(ENCRYPTED_PREFIX):
             return stored
         if self._fernet is None:
@@ -58,7 +77,10 @@ class SecretBox:
             ) from exc
 
     def reseal(self, stored: str) -> str:
-        """`stored` encrypted under the first key (for key rotation)."""
+        """`stored` encrypted under the first key (for key rotation); plain when no key is set.
+
+        ConfigurationError when `stored` is encrypted under none of the keys.
+        """
         return self.seal(self.open(stored))
 
 
