@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=100)
     redrive = dead_commands.add_parser("redrive", help="send dead deliveries again")
     redrive.add_argument("--subscription", help="only this subscription's deliveries")
+    from services.secrets_cli import add_parser as add_secrets_parser
+
+    add_secrets_parser(commands)
     return parser
 
 
@@ -61,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.sender.dead import main as dead_main
 
         return dead_main(args)
+    if args.command == "secrets":
+        from services.secrets_cli import main as secrets_main
+
+        return secrets_main(args)
     from shared.runtime import run_service
 
     return run_service(args.command, _components(args.command))
