@@ -1,0 +1,74 @@
+# Hookline: `make run` to try it, `make test` to check it. Everything runs from .venv.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LINT_PATHS := services shared tests $(wildcard bench)
+BENCH_ARGS ?=
+PYTEST_ARGS ?=
+# A fixed token only for `make run` on a laptop, so the tour's curl commands work as printed.
+DEV_TOKEN := dev-token-change-me
+API_PORT := $(or $(HOOKLINE_API_PORT),8000)
+
+.PHONY: help install services migrate run lint typecheck test bench clean
+
+help:
+	@echo "make run        install, start RabbitMQ and Postgres, migrate, run all services"
+	@echo "make test       lint, typecheck, then unit, integration and end-to-end tests"
+	@echo "make bench      the benchmark (BENCH_ARGS='--events 5000 ...')"
+	@echo "make install | services | migrate | lint | typecheck | clean"
+
+install: $(STAMP)
+
+# The stamp makes `install` a no-op until pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then \
+	  if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      echo "python3-venv is missing: installing it with apt-get"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	    else \
+	      echo "error: $(PYTHON) cannot create a virtualenv; install python3-venv (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; \
+	      exit 1; \
+	    fi; \
+	  fi; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+services:
+	@scripts/ensure-services.sh
+
+migrate: install services
+	$(BIN)/hookline migrate
+
+run: install services migrate
+	@token="$${HOOKLINE_API_TOKENS:-$(DEV_TOKEN)}"; token="$${token%%,*}"; \
+	if [ -z "$${HOOKLINE_API_TOKENS:-}" ]; then echo "HOOKLINE_API_TOKENS is not set: using the dev token $(DEV_TOKEN)"; fi; \
+	scripts/tour.sh "$$token" "$(API_PORT)"; \
+	HOOKLINE_API_TOKENS="$${HOOKLINE_API_TOKENS:-$(DEV_TOKEN)}" \
+	HOOKLINE_LOG_FORMAT=console HOOKLINE_ALLOW_PRIVATE_TARGETS=true \
+	exec $(BIN)/hookline all
+
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+typecheck: install
+	$(BIN)/mypy
+
+# pytest prints its own summary line; its exit code is make's.
+test: install services lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/e2e
+
+bench: install services
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
