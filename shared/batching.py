@@ -1,0 +1,167 @@
+"""Many small writes as one: rows from concurrent callers gathered into one batched write.
+
+A caller hands its rows to `BatchWriter.submit` and awaits it; the rows go out with whatever
+other callers submitted within `max_delay_s` (or as soon as `max_rows` are waiting), in one
+call of the write function — one `INSERT … SELECT FROM unnest(…)` or one `COPY` instead of a
+query per message. `submit` returns only once its rows are written, so a caller can ack its
+message after it. While a write is running, new rows keep gathering, so batches grow with
+the load by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from shared.errors import HooklineError
+from shared.logging import get_logger
+from shared.metrics import DB_BATCH_SIZE
+
+T = TypeVar("T")
+
+log = get_logger("batching")
+
+
+class WriterClosed(HooklineError):
+    """Rows were submitted to a batch writer that is closing."""
+
+
+@dataclass(slots=True)
+class _Group(Generic[T]):
+    """The rows of one `submit` call, and the future its caller awaits."""
+
+    rows: Sequence[T]
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class BatchWriter(Generic[T]):
+    """Gathers rows from concurrent `submit` calls into batched calls of `write`.
+
+    `write(rows)` must write all rows or raise. When it raises an error for which
+    `is_row_error(exc)` is true (a constraint violated by some row), each caller's rows are
+    written again alone, so one bad row fails only its own caller; any other error fails
+    every caller of that batch. `close()` writes what is waiting before it returns.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[T]], Awaitable[None]],
+        *,
+        name: str,
+        max_rows: int = 1000,
+        max_delay_s: float = 0.005,
+        concurrency: int = 2,
+        is_row_error: Callable[[BaseException], bool] = lambda exc: False,
+    ) -> None:
+        self._write = write
+        self._name = name
+        self._max_rows = max_rows
+        self._max_delay_s = max_delay_s
+        self._is_row_error = is_row_error
+        self._slots = asyncio.Semaphore(concurrency)
+        self._groups: list[_Group[T]] = []
+        self._row_count = 0
+        self._has_rows = asyncio.Event()
+        self._full = asyncio.Event()
+        self._writes: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._batch_size = DB_BATCH_SIZE.labels(name)
+
+    def start(self) -> None:
+        """Start the task that cuts batches; call once, inside the running loop."""
+        self._loop_task = asyncio.create_task(self._run(), name=f"batch-writer-{self._name}")
+
+    async def submit(self, rows: Sequence[T]) -> None:
+        """Write `rows` in the next batch; returns once they are written, else raises.
+
+        Raises WriterClosed after `close()` began, or what the write raised.
+        """
+        if self._closing:
+            raise WriterClosed(f"batch writer {self._name} is closing")
+        if not rows:
+            return
+        group: _Group[T] = _Group(rows)
+        self._groups.append(group)
+        self._row_count += len(rows)
+        self._has_rows.set()
+        if self._row_count >= self._max_rows:
+            self._full.set()
+        # Shielded: a cancelled caller must not cancel the write the others wait for.
+        await asyncio.shield(group.done)
+
+    async def close(self) -> None:
+        """Refuse new rows, write the waiting ones, wait for the writes in flight, stop."""
+        self._closing = True
+        self._full.set()
+        self._has_rows.set()
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._has_rows.wait()
+            if not self._full.is_set() and self._max_delay_s > 0:
+                # Linger briefly: rows of other callers arriving meanwhile share the write.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._max_delay_s)
+            await self._slots.acquire()
+            groups, self._groups = self._groups, []
+            self._row_count = 0
+            self._has_rows.clear()
+            self._full.clear()
+            if groups:
+                task = asyncio.create_task(self._write_groups(groups), name=f"batch-{self._name}")
+                self._writes.add(task)
+                task.add_done_callback(self._writes.discard)
+            else:
+                self._slots.release()
+            if self._closing and not self._groups:
+                return
+
+    async def _write_groups(self, groups: list[_Group[T]]) -> None:
+        try:
+            rows = [row for group in groups for row in group.rows]
+            try:
+                await self._write(rows)
+                self._batch_size.observe(len(rows))
+            except Exception as exc:
+                if len(groups) > 1 and self._is_row_error(exc):
+                    await self._write_alone(groups)
+                    return
+                _finish(groups, exc)
+                return
+            _finish(groups, None)
+        finally:
+            self._slots.release()
+
+    async def _write_alone(self, groups: list[_Group[T]]) -> None:
+        log.warning("batch_write_split", writer=self._name, groups=len(groups))
+        for group in groups:
+            try:
+                await self._write(list(group.rows))
+                self._batch_size.observe(len(group.rows))
+            except Exception as exc:
+                _finish([group], exc)
+            else:
+                _finish([group], None)
+
+
+def _finish(groups: list[_Group[T]], exc: BaseException | None) -> None:
+    for group in groups:
+        if group.done.done():
+            continue
+        if exc is None:
+            group.done.set_result(None)
+        else:
+            group.done.set_exception(exc)
+            # Mark it retrieved: a caller cancelled meanwhile would leave it unread.
+            group.done.add_done_callback(lambda f: f.exception())
