@@ -1,0 +1,1 @@
+"""Fanout: turns each stored event into one delivery per matching subscription."""

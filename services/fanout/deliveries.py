@@ -1,0 +1,38 @@
+"""The `deliveries` rows fanout creates: one per (event, subscription), written in batches."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from shared.errors import StorageUnavailable
+
+DeliveryRow = tuple[str, str, str]
+"""(delivery id, event id, subscription id)."""
+
+# The id is derived from (event, subscription), so a redelivered event finds its rows there
+# already and adds none.
+_INSERT = """
+INSERT INTO deliveries (id, event_id, subscription_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+async def insert_deliveries(pool: asyncpg.Pool, rows: list[DeliveryRow]) -> None:
+    """Insert pending deliveries in one statement; rows that exist already are left alone.
+
+    Raises StorageUnavailable when Postgres fails, and asyncpg's IntegrityConstraintViolation
+    when a row names an event or subscription that is not stored.
+    """
+    ids, event_ids, subscription_ids = zip(*rows, strict=True)
+    try:
+        await pool.execute(_INSERT, list(ids), list(event_ids), list(subscription_ids))
+    except asyncpg.IntegrityConstraintViolationError:
+        raise
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageUnavailable(f"cannot write deliveries: {exc}") from exc
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """True for errors caused by some row of a batch rather than by the database."""
+    return isinstance(exc, asyncpg.IntegrityConstraintViolationError)

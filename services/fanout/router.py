@@ -1,0 +1,210 @@
+"""One event in, one delivery per matching subscription out (issue 2, part 4).
+
+For each event consumed from `{ns}.fanout`: match it against the subscription cache, write
+its delivery rows (batched with other events' rows), publish one delivery message per match
+with publisher confirms, and only then ack the event. Every event ends acked after its
+deliveries are durable, moved to `{ns}.fanout.rejected` with a reason, or requeued after a
+backoff when Postgres or RabbitMQ is in trouble; none is dropped.
+
+At least once: if fanout dies after publishing an event's deliveries but before its ack, the
+broker hands the event out again, and its deliveries are published a second time. Their rows
+are not duplicated (the delivery id is derived from the event and the subscription, and the
+insert skips existing ids), and receivers deduplicate on `webhook-id` (CONTRACT section 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aio_pika
+import aiormq
+import asyncpg
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from services.fanout.deliveries import DeliveryRow
+from shared.batching import BatchWriter, WriterClosed
+from shared.errors import BrokerUnavailable, StorageUnavailable
+from shared.ids import delivery_id
+from shared.logging import get_logger
+from shared.metrics import EVENTS_REJECTED, FANOUT_DELIVERIES
+from shared.models import (
+    H_ACCEPTED_AT,
+    H_ATTEMPT,
+    H_DELIVERY_ID,
+    H_ERROR,
+    H_EVENT_ID,
+    H_EVENT_TYPE,
+    H_SUBSCRIPTION_ID,
+    EventMessage,
+)
+from shared.subscription_cache import SubscriptionCache
+from shared.topology import SEND_ROUTING_KEY
+
+log = get_logger("fanout")
+
+_PUBLISH_TIMEOUT_S = 30.0
+_BACKOFF_FIRST_S = 0.2
+_BACKOFF_MAX_S = 10.0
+
+_BROKER_ERRORS = (
+    aio_pika.exceptions.AMQPError,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    TimeoutError,
+    BrokerUnavailable,
+)
+_RETRYABLE = (StorageUnavailable, WriterClosed, *_BROKER_ERRORS)
+
+
+class Router:
+    """Handles the events of `{ns}.fanout`; `handle` is the consumer callback."""
+
+    def __init__(
+        self,
+        *,
+        cache: SubscriptionCache,
+        writer: BatchWriter[DeliveryRow],
+        deliveries: AbstractExchange,
+        default_exchange: AbstractExchange,
+        rejected_queue: str,
+    ) -> None:
+        self._cache = cache
+        self._writer = writer
+        self._deliveries = deliveries
+        self._default = default_exchange
+        self._rejected_queue = rejected_queue
+        self._failures = 0
+        self._stopping = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.storage_ok = True
+        """False after a failed write until the next successful one (for readiness)."""
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        """Route one event message; always ends in ack, reject-to-queue or requeue."""
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            await self._route(message)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait for events in flight to finish; False when `timeout_s` ran out first."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("fanout_drain_timed_out", inflight=self._inflight)
+            return False
+        return True
+
+    async def _route(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = EventMessage.from_amqp(message.headers, message.body)
+        except ValueError as exc:
+            await self._reject(message, "malformed", str(exc))
+            return
+        subscriptions = self._cache.match(event.event_type, event.tenant_id)
+        if not subscriptions:
+            await _settle(message.ack())
+            return
+        rows = [(delivery_id(event.event_id, s.id), event.event_id, s.id) for s in subscriptions]
+        try:
+            await self._writer.submit(rows)
+            self.storage_ok = True
+            await self._publish(event, rows)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            # The event (or a subscription) is not stored: requeueing would loop forever.
+            await self._reject(message, "not_stored", f"{type(exc).__name__}: {exc}")
+            return
+        except _RETRYABLE as exc:
+            if isinstance(exc, StorageUnavailable):
+                self.storage_ok = False
+            await self._retry_later(message, event.event_id, exc)
+            return
+        self._failures = 0
+        FANOUT_DELIVERIES.inc(len(rows))
+        await _settle(message.ack())
+
+    async def _publish(self, event: EventMessage, rows: list[DeliveryRow]) -> None:
+        """Publish one delivery per row and wait for all their confirms together."""
+        # One header dict per event, copied per delivery: only two values differ.
+        base: dict[str, Any] = {
+            H_EVENT_ID: event.event_id,
+            H_EVENT_TYPE: event.event_type,
+            H_ATTEMPT: 1,
+            H_ACCEPTED_AT: event.accepted_at,
+        }
+        publishes = []
+        for dlv_id, _, subscription_id in rows:
+            headers = base.copy()
+            headers[H_DELIVERY_ID] = dlv_id
+            headers[H_SUBSCRIPTION_ID] = subscription_id
+            message = aio_pika.Message(
+                event.body,
+                headers=headers,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=dlv_id,
+            )
+            publishes.append(
+                self._deliveries.publish(
+                    message, SEND_ROUTING_KEY, mandatory=False, timeout=_PUBLISH_TIMEOUT_S
+                )
+            )
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _reject(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
+        """Move a message fanout cannot handle to `{ns}.fanout.rejected`, then ack it."""
+        headers = dict(message.headers or {})
+        headers[H_ERROR] = f"{reason}: {detail}"[:1000]
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+        )
+        try:
+            await self._default.publish(
+                copy, self._rejected_queue, mandatory=False, timeout=_PUBLISH_TIMEOUT_S
+            )
+        except _BROKER_ERRORS as exc:
+            await self._retry_later(message, message.message_id, exc)
+            return
+        EVENTS_REJECTED.labels(f"fanout_{reason}").inc()
+        log.warning("event_rejected", reason=reason, error=detail, message_id=message.message_id)
+        await _settle(message.ack())
+
+    async def _retry_later(
+        self, message: AbstractIncomingMessage, event_id: str | None, exc: BaseException
+    ) -> None:
+        """Requeue after a backoff that grows while failures follow each other."""
+        self._failures += 1
+        delay_s = min(_BACKOFF_FIRST_S * 2 ** min(self._failures - 1, 10), _BACKOFF_MAX_S)
+        log.warning(
+            "event_requeued",
+            event_id=event_id,
+            error=f"{type(exc).__name__}: {exc}",
+            retry_in_s=0 if self._stopping else delay_s,
+        )
+        if not self._stopping:
+            # Holding the message meanwhile keeps its prefetch slot: that is the backpressure.
+            await asyncio.sleep(delay_s)
+        await _settle(message.nack(requeue=True))
+
+
+async def _settle(outcome: Any) -> None:
+    """Await an ack or nack; when the channel is gone the broker redelivers by itself."""
+    try:
+        await outcome
+    except _BROKER_ERRORS as exc:
+        log.warning("event_settle_failed", error=f"{type(exc).__name__}: {exc}")

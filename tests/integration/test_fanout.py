@@ -1,0 +1,264 @@
+"""Fanout on the real broker and database: who gets a delivery, once, and where bad input goes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aiohttp
+import asyncpg
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from services.fanout.app import run
+from shared.ids import delivery_id, new_id
+from shared.models import H_ERROR, DeliveryMessage, EventMessage, webhook_body
+from shared.runtime import serve
+from shared.settings import Settings
+from shared.topology import Topology
+from tests.integration.fanout_support import insert_subscription
+from tests.support import AMQP_URL
+
+WAIT_S = 10.0
+
+
+@dataclass
+class Fanout:
+    """A running fanout component and what a test needs around it."""
+
+    settings: Settings
+    topology: Topology
+    db: asyncpg.Connection
+    channel: AbstractChannel
+
+    async def event(
+        self, event_type: str, tenant_id: str | None = None, *, stored: bool = True
+    ) -> EventMessage:
+        """An event as ingest would store it (unless `stored` is false) and publish it."""
+        event_id = new_id("evt")
+        body = webhook_body(event_type, datetime.now(UTC), {"n": 1})
+        if stored:
+            await self.db.execute(
+                "INSERT INTO events (id, type, data, tenant_id, source)"
+                " VALUES ($1, $2, '{}'::jsonb, $3, 'amqp')",
+                event_id,
+                event_type,
+                tenant_id,
+            )
+        return EventMessage(event_id, event_type, tenant_id, body, accepted_at=1.5)
+
+    async def publish(self, event: EventMessage) -> None:
+        exchange = await self.channel.get_exchange(self.topology.events_exchange.name)
+        await exchange.publish(
+            aio_pika.Message(event.body, headers=event.headers(), delivery_mode=2),
+            event.event_type,
+        )
+
+    async def take(self, queue_name: str, count: int) -> list[AbstractIncomingMessage]:
+        """The next `count` messages of a queue (acked); fails when they do not come."""
+        queue = await self.channel.get_queue(queue_name)
+        taken: list[AbstractIncomingMessage] = []
+        async with asyncio.timeout(WAIT_S):
+            async with queue.iterator() as messages:
+                async for message in messages:
+                    await message.ack()
+                    taken.append(message)
+                    if len(taken) == count:
+                        break
+        return taken
+
+    async def deliveries(self, count: int) -> list[DeliveryMessage]:
+        taken = await self.take(self.topology.deliveries_queue.name, count)
+        return [DeliveryMessage.from_amqp(dict(m.headers), m.body) for m in taken]
+
+    async def queue_depth(self, queue_name: str) -> int:
+        declared = await self.channel.declare_queue(queue_name, passive=True)
+        count = declared.declaration_result.message_count
+        assert count is not None
+        return count
+
+
+async def _wait_ready(settings: Settings, task: asyncio.Task[int]) -> None:
+    url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
+    async with aiohttp.ClientSession() as session, asyncio.timeout(WAIT_S):
+        while True:
+            if task.done():
+                task.result()
+                pytest.fail("fanout stopped before it was ready")
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def connection() -> AsyncIterator[AbstractRobustConnection]:
+    value = await aio_pika.connect_robust(AMQP_URL)
+    yield value
+    await value.close()
+
+
+async def _start(settings: Settings, connection: AbstractRobustConnection) -> AsyncIterator[Fanout]:
+    db = await asyncpg.connect(settings.database_url.get_secret_value())
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, "fanout", [("fanout", run)], stop=stop))
+    try:
+        await _wait_ready(settings, task)
+        channel = await connection.channel()
+        yield Fanout(settings, Topology(settings.namespace, settings.retry_delays), db, channel)
+    finally:
+        stop.set()
+        assert await task == 0
+        await db.close()
+
+
+@pytest.fixture
+async def fanout(settings: Settings, connection: AbstractRobustConnection) -> AsyncIterator[Fanout]:
+    """Fanout taking one event at a time, so an event handled last was handled after all."""
+    async for value in _start(settings.model_copy(update={"fanout_prefetch": 1}), connection):
+        yield value
+
+
+@pytest.fixture
+async def fast_fanout(
+    settings: Settings, connection: AbstractRobustConnection
+) -> AsyncIterator[Fanout]:
+    """Fanout with its default prefetch, many events in flight at once."""
+    async for value in _start(settings, connection):
+        yield value
+
+
+def pairs(deliveries: list[DeliveryMessage]) -> set[tuple[str, str]]:
+    return {(d.event_id, d.subscription_id) for d in deliveries}
+
+
+async def stored_rows(db: asyncpg.Connection) -> list[Any]:
+    return list(
+        await db.fetch("SELECT id, event_id, subscription_id, status, attempts FROM deliveries")
+    )
+
+
+async def test_each_matching_subscription_gets_one_delivery(fanout: Fanout) -> None:
+    db = fanout.db
+    exact = await insert_subscription(db, ["invoice.paid"])
+    prefix = await insert_subscription(db, ["invoice.*"])
+    anything = await insert_subscription(db, ["*"])
+    both = await insert_subscription(db, ["invoice.*", "invoice.paid"])
+    orders = await insert_subscription(db, ["order.*"])
+    await insert_subscription(db, ["invoice.paid_late"])
+    await insert_subscription(db, ["invoice.paid"], status="disabled")
+    await insert_subscription(db, ["*"], deleted=True)
+    await insert_subscription(db, ["*"], tenant_id="acme")
+
+    paid = await fanout.event("invoice.paid")
+    added = await fanout.event("invoice.line.added")
+    last = await fanout.event("order.shipped")
+    for event in (paid, added, last):
+        await fanout.publish(event)
+
+    deliveries = await fanout.deliveries(4 + 3 + 2)
+    assert pairs(deliveries) == {
+        (paid.event_id, exact),
+        (paid.event_id, prefix),
+        (paid.event_id, anything),
+        (paid.event_id, both),
+        (added.event_id, prefix),
+        (added.event_id, anything),
+        (added.event_id, both),
+        (last.event_id, anything),
+        (last.event_id, orders),
+    }
+    assert await fanout.queue_depth(fanout.topology.deliveries_queue.name) == 0
+    by_event = {e.event_id: e for e in (paid, added, last)}
+    for d in deliveries:
+        assert d.delivery_id == delivery_id(d.event_id, d.subscription_id)
+        assert d.attempt == 1
+        assert d.event_type == by_event[d.event_id].event_type
+        assert d.body == by_event[d.event_id].body
+        assert d.accepted_at == 1.5
+    rows = await stored_rows(db)
+    assert sorted(r["id"] for r in rows) == sorted(d.delivery_id for d in deliveries)
+    assert {(r["status"], r["attempts"]) for r in rows} == {("pending", 0)}
+
+
+async def test_tenant_rule_both_ways(fanout: Fanout) -> None:
+    db = fanout.db
+    shared_sub = await insert_subscription(db, ["*"])
+    acme = await insert_subscription(db, ["invoice.*"], tenant_id="acme")
+    await insert_subscription(db, ["*"], tenant_id="globex")
+
+    of_acme = await fanout.event("invoice.paid", tenant_id="acme")
+    of_nobody = await fanout.event("invoice.paid", tenant_id="initech")
+    untenanted = await fanout.event("invoice.paid")
+    for event in (of_acme, of_nobody, untenanted):
+        await fanout.publish(event)
+
+    deliveries = await fanout.deliveries(2)
+    assert pairs(deliveries) == {(of_acme.event_id, acme), (untenanted.event_id, shared_sub)}
+    assert await fanout.queue_depth(fanout.topology.deliveries_queue.name) == 0
+
+
+async def test_an_event_matching_nothing_is_consumed_without_rows(fanout: Fanout) -> None:
+    sub = await insert_subscription(fanout.db, ["order.*"])
+    await fanout.publish(await fanout.event("invoice.paid"))
+    last = await fanout.event("order.paid")
+    await fanout.publish(last)
+    assert pairs(await fanout.deliveries(1)) == {(last.event_id, sub)}
+    assert len(await stored_rows(fanout.db)) == 1
+    assert await fanout.queue_depth(fanout.topology.fanout_queue.name) == 0
+
+
+async def test_a_redelivered_event_makes_no_second_row(fanout: Fanout) -> None:
+    sub = await insert_subscription(fanout.db, ["invoice.paid"])
+    event = await fanout.event("invoice.paid")
+    await fanout.publish(event)
+    await fanout.publish(event)
+    deliveries = await fanout.deliveries(2)
+    # At least once: the message may go out twice, but it is the one delivery.
+    assert {d.delivery_id for d in deliveries} == {delivery_id(event.event_id, sub)}
+    assert len(await stored_rows(fanout.db)) == 1
+
+
+async def test_a_malformed_message_goes_to_the_rejected_queue(fanout: Fanout) -> None:
+    exchange = await fanout.channel.get_exchange(fanout.topology.events_exchange.name)
+    await exchange.publish(
+        aio_pika.Message(b'{"type":"invoice.paid"}', headers={"x-other": "kept"}),
+        "invoice.paid",
+    )
+    [rejected] = await fanout.take(fanout.topology.fanout_rejected_queue.name, 1)
+    assert rejected.body == b'{"type":"invoice.paid"}'
+    assert rejected.headers["x-other"] == "kept"
+    assert "x-hookline-event-id" in str(rejected.headers[H_ERROR])
+    assert await fanout.queue_depth(fanout.topology.fanout_queue.name) == 0
+
+
+async def test_an_unstored_event_is_rejected_without_holding_up_others(
+    fast_fanout: Fanout,
+) -> None:
+    sub = await insert_subscription(fast_fanout.db, ["invoice.paid"])
+    good = [await fast_fanout.event("invoice.paid") for _ in range(20)]
+    ghost = await fast_fanout.event("invoice.paid", stored=False)
+    await asyncio.gather(*(fast_fanout.publish(e) for e in [*good[:10], ghost, *good[10:]]))
+
+    deliveries = await fast_fanout.deliveries(20)
+    assert pairs(deliveries) == {(e.event_id, sub) for e in good}
+    [rejected] = await fast_fanout.take(fast_fanout.topology.fanout_rejected_queue.name, 1)
+    assert rejected.headers["x-hookline-event-id"] == ghost.event_id
+    assert str(rejected.headers[H_ERROR]).startswith("not_stored")
+    assert len(await stored_rows(fast_fanout.db)) == 20
+
+
+async def test_many_events_each_reach_every_subscription_once(fast_fanout: Fanout) -> None:
+    subs = {await insert_subscription(fast_fanout.db, ["load.*"]) for _ in range(5)}
+    events = [await fast_fanout.event("load.tested") for _ in range(200)]
+    await asyncio.gather(*(fast_fanout.publish(e) for e in events))
+    deliveries = await fast_fanout.deliveries(1000)
+    assert pairs(deliveries) == {(e.event_id, s) for e in events for s in subs}
+    assert len(await stored_rows(fast_fanout.db)) == 1000
