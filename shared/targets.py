@@ -25,6 +25,7 @@ from ipaddress import (
     ip_network,
 )
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -267,6 +268,9 @@ async def check_target(
     check_url_shape(url)
     parsed = URL(url)
     host = str(parsed.raw_host)
+    literal = _ip_literal(host)
+    if literal is not None:
+        return _refuse_any(host, [literal], policy)
     inner = resolver if resolver is not None else aiohttp.ThreadedResolver()
     try:
         results = await inner.resolve(host, parsed.port or 0, socket.AF_UNSPEC)
@@ -278,6 +282,14 @@ async def check_target(
     if not results:
         raise TargetUnresolved(f"the target host {host} does not resolve")
     return _refuse_any(host, (r["host"] for r in results), policy)
+
+
+def _ip_literal(host: str) -> str | None:
+    """`host` as an IP address when it is one in canonical form (zone ids included)."""
+    try:
+        return str(ip_address(unquote(host)))
+    except ValueError:
+        return None
 
 
 def refusal_in(exc: BaseException) -> TargetRefused | None:

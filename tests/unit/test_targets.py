@@ -186,6 +186,8 @@ async def test_check_target_refuses_when_any_address_is_private() -> None:
         "http://[::1]/",
         "http://[::ffff:127.0.0.1]/",
         "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1%25eth0]/",
+        "http://[::ffff:a9fe:a9fe]/",
     ],
 )
 async def test_check_target_resolves_literals_like_the_os_and_refuses(url: str) -> None:
