@@ -1,0 +1,1 @@
+"""The sender: POSTs each delivery, signed, and retries, dead-letters or records it."""

@@ -1,0 +1,105 @@
+"""Disabling subscriptions: at once on `410 Gone`, and by a periodic sweep when failing.
+
+The `failing` rule (`HOOKLINE_DISABLE_AFTER`, 5 days by default): a subscription is disabled
+only when it has had no successful attempt for that long while attempts kept failing all
+along, i.e. its current failing streak (`subscriptions.failing_since`, the first failure after
+the last success, kept by the attempt log) began at least `disable_after` ago AND an attempt
+failed at least `disable_after` after the streak began. One exhausted delivery is not enough:
+its retries span less than the default window (about 3 days), and a receiver that was down
+for a few hours and came back is never disabled. Re-enabling through the API clears the
+streak, so the clock starts again.
+
+Disabling cancels the subscription's pending deliveries; messages of them still queued are
+recorded `cancelled` when they come back (the sender's cache then sees the subscription
+disabled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from shared.logging import get_logger
+from shared.metrics import SUBSCRIPTIONS_DISABLED
+
+log = get_logger("disable")
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection of its own or one lent by the pool."""
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+_DISABLE = """
+UPDATE subscriptions SET status = 'disabled', disabled_reason = $2, updated_at = now()
+WHERE id = ANY($1::text[]) AND status = 'enabled' AND deleted_at IS NULL
+RETURNING id
+"""
+
+_CANCEL_PENDING = """
+UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, updated_at = now()
+WHERE subscription_id = ANY($1::text[]) AND status = 'pending' AND NOT (id = ANY($2::text[]))
+"""
+
+_FAILING_CANDIDATES = """
+SELECT s.id FROM subscriptions AS s
+WHERE s.status = 'enabled' AND s.deleted_at IS NULL
+  AND s.failing_since IS NOT NULL AND s.failing_since <= now() - $1::interval
+  AND EXISTS (
+      SELECT 1 FROM deliveries AS d JOIN delivery_attempts AS a ON a.delivery_id = d.id
+      WHERE d.subscription_id = s.id
+        AND a.attempted_at >= s.failing_since + $1::interval
+        AND a.outcome <> 'success')
+"""
+
+
+async def disable(
+    conn: Conn,
+    subscription_ids: list[str],
+    reason: str,
+    *,
+    keep_delivery_ids: tuple[str, ...] = (),
+) -> list[str]:
+    """Disable the enabled ones of `subscription_ids` and cancel their pending deliveries.
+
+    `keep_delivery_ids` are left as they are (the delivery that got the 410 is recorded
+    `failed` by the attempt log). Returns the ids this call disabled.
+    """
+    async with conn.transaction():
+        rows = await conn.fetch(_DISABLE, subscription_ids, reason)
+        disabled = [r["id"] for r in rows]
+        if disabled:
+            await conn.execute(_CANCEL_PENDING, disabled, list(keep_delivery_ids))
+    for sub_id in disabled:
+        SUBSCRIPTIONS_DISABLED.labels(reason).inc()
+        log.warning("subscription_disabled", subscription_id=sub_id, reason=reason)
+    return disabled
+
+
+async def sweep_failing(conn: Conn, disable_after_s: float) -> list[str]:
+    """Disable (`failing`) every subscription the rule above condemns; returns their ids."""
+    window = timedelta(seconds=disable_after_s)
+    rows = await conn.fetch(_FAILING_CANDIDATES, window)
+    if not rows:
+        return []
+    return await disable(conn, [r["id"] for r in rows], "failing")
+
+
+def sweep_interval_s(disable_after_s: float) -> float:
+    """How often to sweep: a tenth of the window, between 1 s and 5 minutes."""
+    return min(300.0, max(1.0, disable_after_s / 10))
+
+
+async def run_sweeper(pool: asyncpg.Pool, disable_after_s: float, stop: asyncio.Event) -> None:
+    """Sweep every `sweep_interval_s` until `stop`; a failed sweep is tried at the next tick."""
+    interval_s = sweep_interval_s(disable_after_s)
+    while not stop.is_set():
+        try:
+            async with pool.acquire() as conn:
+                await sweep_failing(conn, disable_after_s)
+        except _DB_ERRORS as exc:
+            log.warning("failing_sweep_failed", error=f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)

@@ -1,0 +1,63 @@
+"""Where a delivery goes when it is not done: a retry queue (to wait) or `{ns}.dead` (to stay).
+
+Every publish waits for the broker's confirm; the caller acks the consumed message only
+after it, so a delivery is never in neither place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aio_pika.abc import AbstractChannel
+
+from shared.amqp import json_message
+from shared.models import H_ERROR, DeliveryMessage
+from shared.topology import Topology
+
+H_DEFERRALS = "x-hookline-deferrals"
+"""How many times in a row a delivery was parked because its target had no free slot."""
+
+
+def deferrals_of(headers: dict[str, Any] | None) -> int:
+    """The deferral count carried by a consumed message (0 when absent or unreadable)."""
+    try:
+        return int((headers or {}).get(H_DEFERRALS, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+class Requeue:
+    """Confirmed publishing to the retry queues and the dead queue of one namespace."""
+
+    def __init__(self, channel: AbstractChannel, topology: Topology) -> None:
+        self._channel = channel
+        self._topology = topology
+
+    async def retry(self, msg: DeliveryMessage, delay_s: float, *, deferrals: int = 0) -> None:
+        """Park `msg` (its attempt number as given) for `delay_s`, a delay of the schedule."""
+        headers = msg.headers()
+        if deferrals:
+            headers[H_DEFERRALS] = deferrals
+        queue = self._topology.retry_queue(delay_s)
+        await self._channel.default_exchange.publish(
+            json_message(msg.body, headers=headers, message_id=msg.delivery_id),
+            routing_key=queue.name,
+        )
+
+    async def dead(self, msg: DeliveryMessage, error: str) -> None:
+        """Put `msg` in the dead queue with why it died."""
+        await self.dead_raw(msg.headers(), msg.body, error, message_id=msg.delivery_id)
+
+    async def dead_raw(
+        self,
+        headers: dict[str, Any] | None,
+        body: bytes,
+        error: str,
+        *,
+        message_id: str | None = None,
+    ) -> None:
+        """Put a message that may not even be a delivery in the dead queue, headers kept."""
+        await self._channel.default_exchange.publish(
+            json_message(body, headers={**(headers or {}), H_ERROR: error}, message_id=message_id),
+            routing_key=self._topology.dead_queue.name,
+        )

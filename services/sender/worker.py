@@ -1,0 +1,248 @@
+"""The handling of one delivery message, from the consumed message to its ack.
+
+Per message: look the subscription up (deleted or disabled: record `cancelled`, send
+nothing); take a slot of its target (none free: park it in a retry queue, confirmed); POST
+within the global concurrency bound; classify; then, concurrently, publish where it goes next
+(retry queue or dead queue, confirmed) and write the attempt log (group commit); ack only
+after both. The HTTP slots are released before waiting for the log, so a slow flush never
+holds a connection. Any unexpected error leaves the message unacked and nacks it back after
+a pause: it is tried again, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import cast
+from urllib.parse import urlsplit
+
+import aiohttp
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+
+from services.sender import client
+from services.sender.attempt_log import AttemptLog, AttemptRow, DeliveryChange
+from services.sender.classify import AttemptResult, Outcome, Verdict, classify
+from services.sender.disable import disable
+from services.sender.limits import TargetLimits
+from services.sender.requeue import Requeue, deferrals_of
+from shared import metrics
+from shared.logging import get_logger
+from shared.models import DeliveryMessage
+from shared.retry import RetrySchedule
+from shared.secretbox import SecretBox
+from shared.settings import Settings
+from shared.subscription_cache import SubscriptionCache
+from shared.subscriptions import Subscription, load_one
+
+log = get_logger("sender")
+
+_NACK_PAUSE_S = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerParts:
+    """What a worker works with; all of it opened and closed by `services.sender.app`."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    cache: SubscriptionCache
+    box: SecretBox
+    session: aiohttp.ClientSession
+    attempt_log: AttemptLog
+    requeue: Requeue
+
+
+class DeliveryWorker:
+    """Handles delivery messages; `handle` is the consumer callback (one task per message)."""
+
+    def __init__(self, parts: WorkerParts) -> None:
+        self._p = parts
+        settings = parts.settings
+        self._schedule = RetrySchedule(settings.retry_delays)
+        self._slots = asyncio.Semaphore(settings.sender_concurrency)
+        self._limits = TargetLimits(settings.sender_per_target_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        """Handle one consumed message to its ack (or, on an unexpected error, its nack)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._process(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error(
+                "delivery_handling_failed",
+                message_id=message.message_id,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
+            await asyncio.sleep(_NACK_PAUSE_S)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def drain(self, grace_s: float) -> None:
+        """Wait up to `grace_s` for messages in hand, then cancel the rest (left unacked)."""
+        pending = set(self._tasks)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("deliveries_abandoned_at_shutdown", count=len(late))
+                await asyncio.wait(late)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        headers = dict(message.headers or {})
+        try:
+            msg = DeliveryMessage.from_amqp(headers, message.body)
+        except ValueError as exc:
+            log.error("malformed_delivery_dead_lettered", error=str(exc))
+            await self._p.requeue.dead_raw(headers, message.body, f"malformed: {exc}")
+            metrics.DEAD_LETTERED.inc()
+            await message.ack()
+            return
+        sub = await self._subscription(msg.subscription_id)
+        if sub is None or not sub.enabled:
+            await self._cancel(msg, deleted=sub is None)
+        elif not self._limits.try_acquire(sub.id):
+            await self._defer(msg, deferrals_of(headers) + 1)
+        else:
+            try:
+                result, started_at = await self._attempt(msg, sub)
+            finally:
+                self._limits.release(sub.id)
+            await self._settle(msg, sub, result, started_at)
+        await message.ack()
+
+    async def _subscription(self, subscription_id: str) -> Subscription | None:
+        sub = self._p.cache.get(subscription_id)
+        if sub is not None:
+            return sub
+        # A subscription created a moment ago may have reached fanout's cache before ours:
+        # ask the database before calling it deleted.
+        async with self._p.pool.acquire() as conn:
+            return await load_one(cast(asyncpg.Connection, conn), subscription_id, self._p.box)
+
+    async def _cancel(self, msg: DeliveryMessage, *, deleted: bool) -> None:
+        await self._p.attempt_log.record(
+            DeliveryChange(msg.delivery_id, msg.subscription_id, "cancelled")
+        )
+        metrics.DELIVERIES_CANCELLED.inc()
+        log.info(
+            "delivery_cancelled",
+            delivery_id=msg.delivery_id,
+            subscription_id=msg.subscription_id,
+            reason="subscription_deleted" if deleted else "subscription_disabled",
+        )
+
+    async def _defer(self, msg: DeliveryMessage, deferrals: int) -> None:
+        delay_s = self._schedule.deferral_delay(deferrals, self._p.settings.delivery_timeout)
+        await self._p.requeue.retry(msg, delay_s, deferrals=deferrals)
+        metrics.DELIVERIES_DEFERRED.inc()
+        log.debug(
+            "delivery_deferred",
+            delivery_id=msg.delivery_id,
+            subscription_id=msg.subscription_id,
+            deferrals=deferrals,
+            delay_s=delay_s,
+        )
+
+    async def _attempt(
+        self, msg: DeliveryMessage, sub: Subscription
+    ) -> tuple[AttemptResult, datetime]:
+        settings = self._p.settings
+        async with self._slots:
+            metrics.INFLIGHT_ATTEMPTS.inc()
+            try:
+                started_at = datetime.now(UTC)
+                result = await client.post(
+                    self._p.session,
+                    sub.url,
+                    client.webhook_headers(msg, sub, started_at),
+                    msg.body,
+                    body_cap=settings.response_body_cap,
+                    timeout_s=settings.delivery_timeout,
+                )
+            finally:
+                metrics.INFLIGHT_ATTEMPTS.dec()
+        return result, started_at
+
+    async def _settle(
+        self, msg: DeliveryMessage, sub: Subscription, result: AttemptResult, started_at: datetime
+    ) -> None:
+        verdict = classify(result, msg.attempt, self._schedule)
+        self._observe(msg, sub, result, verdict)
+        change = _change(msg, result, verdict, started_at)
+        requeue = self._p.requeue
+        if verdict.outcome is Outcome.RETRY:
+            assert verdict.retry_in_s is not None
+            await asyncio.gather(
+                requeue.retry(msg.next_attempt(), verdict.retry_in_s),
+                self._p.attempt_log.record(change),
+            )
+        elif verdict.outcome is Outcome.FAILED:
+            await asyncio.gather(
+                requeue.dead(msg, verdict.error or "failed"), self._p.attempt_log.record(change)
+            )
+            metrics.DEAD_LETTERED.inc()
+        elif verdict.outcome is Outcome.GONE:
+            async with self._p.pool.acquire() as conn:
+                await disable(conn, [sub.id], "gone", keep_delivery_ids=(msg.delivery_id,))
+            await self._p.attempt_log.record(change)
+        else:
+            await self._p.attempt_log.record(change)
+
+    def _observe(
+        self, msg: DeliveryMessage, sub: Subscription, result: AttemptResult, verdict: Verdict
+    ) -> None:
+        metrics.DELIVERY_ATTEMPTS.labels(verdict.outcome.value).inc()
+        metrics.DELIVERY_DURATION.observe(result.duration_s)
+        if verdict.outcome is Outcome.SUCCESS and msg.accepted_at > 0:
+            metrics.END_TO_END.observe(max(0.0, time.time() - msg.accepted_at))
+        log.info(
+            "delivery_attempted",
+            delivery_id=msg.delivery_id,
+            event_id=msg.event_id,
+            subscription_id=msg.subscription_id,
+            host=urlsplit(sub.url).hostname,
+            attempt=msg.attempt,
+            status_code=result.status_code,
+            duration_ms=round(result.duration_s * 1000),
+            outcome=verdict.outcome.value,
+            error_kind=verdict.error_kind.value if verdict.error_kind else None,
+            retry_in_s=verdict.retry_in_s,
+        )
+
+
+def _change(
+    msg: DeliveryMessage, result: AttemptResult, verdict: Verdict, started_at: datetime
+) -> DeliveryChange:
+    row = AttemptRow(
+        delivery_id=msg.delivery_id,
+        attempt=msg.attempt,
+        attempted_at=started_at,
+        status_code=result.status_code,
+        duration_ms=round(result.duration_s * 1000),
+        outcome=verdict.outcome.value,
+        error_kind=verdict.error_kind.value if verdict.error_kind else None,
+        error=verdict.error,
+        response_body=result.response_body,
+    )
+    next_at = (
+        started_at + timedelta(seconds=result.duration_s + verdict.retry_in_s)
+        if verdict.retry_in_s is not None
+        else None
+    )
+    return DeliveryChange(
+        msg.delivery_id, msg.subscription_id, verdict.delivery_status, row, next_at
+    )
