@@ -1,0 +1,143 @@
+"""The deployment files parse, and name only settings and metrics that Hookline has."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.durations import parse_duration_s
+from shared.metrics import REGISTRY
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+YAML_FILES = sorted(DEPLOY.rglob("*.yaml"))
+SERVICES = ("ingest", "fanout", "sender")
+CONTRACT_METRICS = (
+    "hookline_events_ingested_total",
+    "hookline_events_rejected_total",
+    "hookline_fanout_deliveries_total",
+    "hookline_delivery_attempts_total",
+    "hookline_delivery_duration_seconds",
+    "hookline_end_to_end_seconds",
+    "hookline_dead_lettered_total",
+)
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def k8s_objects(kind: str) -> list[dict[str, Any]]:
+    return [d for p in (DEPLOY / "k8s").glob("*.yaml") for d in documents(p) if d["kind"] == kind]
+
+
+def exported_names() -> set[str]:
+    """Every metric and sample name /metrics can show (`_total`, `_bucket`, ... included)."""
+    names = set()
+    for family in REGISTRY.collect():
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+    # A labelled metric shows no sample until its first use; its names are known all the same.
+    suffixes = {"counter": ("total",), "histogram": ("bucket", "sum", "count")}
+    for family in REGISTRY.collect():
+        names.update(f"{family.name}_{s}" for s in suffixes.get(family.type, ()))
+    return names
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_yaml_parses(path: Path) -> None:
+    assert documents(path), f"{path} holds no document"
+
+
+def test_every_hookline_variable_is_a_setting() -> None:
+    known = {f"HOOKLINE_{name.upper()}" for name in Settings.model_fields}
+    texts = [p.read_text() for p in [*YAML_FILES, ROOT / "Dockerfile"]]
+    used = {v for text in texts for v in re.findall(r"\bHOOKLINE_[A-Z_]+\b", text)}
+    assert used, "no HOOKLINE_ variable found: the scan is broken"
+    assert used <= known, f"not settings: {sorted(used - known)}"
+
+
+def test_the_config_map_holds_valid_settings() -> None:
+    [config] = k8s_objects("ConfigMap")
+    values = {k.removeprefix("HOOKLINE_").lower(): v for k, v in config["data"].items()}
+    Settings(**values)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_deployment_runs_its_service_safely(service: str) -> None:
+    [deployment] = [d for d in k8s_objects("Deployment") if d["metadata"]["name"].endswith(service)]
+    pod = deployment["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    assert container["args"] == [service]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
+    assert {"requests", "limits"} <= set(container["resources"])
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    [config] = k8s_objects("ConfigMap")
+    grace_s = parse_duration_s(config["data"]["HOOKLINE_SHUTDOWN_GRACE"])
+    assert pod["spec"]["terminationGracePeriodSeconds"] > grace_s
+    assert str(ports["metrics"]) == config["data"]["HOOKLINE_METRICS_PORT"]
+
+
+def test_the_api_service_the_pdbs_and_the_sender_hpa_select_real_pods() -> None:
+    labels = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in k8s_objects("Deployment")
+    }
+    selectors = [s["spec"]["selector"] for s in k8s_objects("Service")]
+    selectors += [p["spec"]["selector"]["matchLabels"] for p in k8s_objects("PodDisruptionBudget")]
+    for selector in selectors:
+        assert any(selector.items() <= pod.items() for pod in labels.values()), selector
+    assert len(k8s_objects("PodDisruptionBudget")) == len(SERVICES)
+    [hpa] = k8s_objects("HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "hookline-sender"
+
+
+def test_kustomization_lists_existing_files() -> None:
+    [kustomization] = documents(DEPLOY / "k8s" / "kustomization.yaml")
+    for resource in kustomization["resources"]:
+        assert (DEPLOY / "k8s" / resource).is_file(), resource
+
+
+def test_compose_runs_the_brokers_of_the_contract_and_each_service() -> None:
+    [compose] = documents(DEPLOY / "compose.yaml")
+    services = compose["services"]
+    assert services["rabbitmq"]["image"] == "rabbitmq:3.10-management"
+    assert services["postgres"]["image"] == "postgres:15"
+    for name in (*SERVICES, "migrate"):
+        assert services[name]["command"] == [name]
+
+
+def metric_names_in(text: str) -> set[str]:
+    return set(re.findall(r"\bhookline_[a-z_]+\b", text))
+
+
+def test_the_dashboard_shows_every_contract_metric_and_only_real_ones() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "hookline.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    used = metric_names_in(exprs)
+    assert used <= exported_names(), f"unknown metrics: {sorted(used - exported_names())}"
+    for name in CONTRACT_METRICS:
+        assert any(u.startswith(name) for u in used), f"the dashboard does not show {name}"
+
+
+def test_alerts_use_real_metrics() -> None:
+    [rules] = documents(DEPLOY / "prometheus" / "alerts.yaml")
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert {a["alert"] for a in alerts} >= {
+        "HooklineDeadLettersRising",
+        "HooklineEndToEndLatencyHigh",
+        "HooklineNoEventsIngested",
+        "HooklineServiceNotReady",
+    }
+    used = metric_names_in(" ".join(a["expr"] for a in alerts))
+    assert used <= exported_names(), f"unknown metrics: {sorted(used - exported_names())}"
