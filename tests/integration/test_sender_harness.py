@@ -36,6 +36,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     body: bytes = b"ok"
+    hold: asyncio.Event | None = None
+    """When given, the answer waits until the test sets it."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Receiver:
             self._arrived.notify_all()
         if answer.delay_s:
             await asyncio.sleep(answer.delay_s)
+        if answer.hold is not None:
+            await answer.hold.wait()
         return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
 
     async def wait_for(self, count: int, timeout_s: float = 20.0) -> list[Received]:
@@ -228,3 +232,21 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def variant(settings: Settings, **changes: Any) -> AsyncIterator[Settings]:
+    """`settings` with `changes`; retry queues of a changed schedule are deleted after."""
+    changed = settings.model_copy(update=changes)
+    try:
+        yield changed
+    finally:
+        extra = set(changed.retry_delays) - set(settings.retry_delays)
+        topology = Topology(settings.namespace, tuple(extra))
+        connection = await aio_pika.connect(AMQP_URL)
+        try:
+            channel = await connection.channel()
+            for queue in topology.retry_queues:
+                await channel.queue_delete(queue.name)
+        finally:
+            await connection.close()
