@@ -10,8 +10,6 @@ import pytest
 from tests.e2e.harness import SERVICES, Stack
 from tests.e2e.receiver import Receiver
 
-pytestmark = pytest.mark.e2e
-
 StackFactory = Callable[..., Stack]
 
 
