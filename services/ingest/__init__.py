@@ -1,0 +1,1 @@
+"""Ingest: accepts events over AMQP and HTTP, stores them once, publishes them to fanout."""

@@ -1,0 +1,89 @@
+"""`/v1/events`: publish an event over HTTP, read one back with its deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from services.ingest.api.routing import Call, Route, json_response
+from services.ingest.store import events as store
+from services.ingest.store.events import StoredEvent
+from services.ingest.validation import check_catalogue
+from shared.errors import InvalidEvent, NotFound
+from shared.logging import get_logger
+from shared.metrics import EVENTS_REJECTED
+from shared.models import EventIn
+
+TAG = "events"
+
+log = get_logger("api")
+
+
+class Event(BaseModel):
+    id: str = Field(description="`evt_…`: the `webhook-id` every delivery of it carries.")
+    type: str
+    data: dict[str, Any]
+    tenant_id: str | None
+    idempotency_key: str | None = Field(description="The `id` it was published with.")
+    source: Literal["amqp", "http"]
+    created_at: datetime
+    dispatched_at: datetime | None
+
+
+class DeliverySummary(BaseModel):
+    id: str
+    subscription_id: str
+    status: Literal["pending", "succeeded", "failed", "cancelled"]
+    attempts: int
+
+
+class EventDetail(Event):
+    deliveries: list[DeliverySummary]
+
+
+def _event(stored: StoredEvent) -> Event:
+    return Event.model_validate(stored, from_attributes=True)
+
+
+async def publish_event(call: Call) -> web.StreamResponse:
+    event = call.body_as(EventIn)
+    settings = call.ctx.settings
+    try:
+        check_catalogue(event, call.ctx.catalogue, require_known=settings.require_event_types)
+    except InvalidEvent as exc:
+        EVENTS_REJECTED.labels(exc.reason).inc()
+        log.info("event_rejected", event_type=event.type, reason=exc.reason, source="http")
+        raise
+    accepted = await call.ctx.intake.accept(event, "http")
+    return json_response(_event(accepted.event), 200 if accepted.duplicate else 202)
+
+
+async def get_event(call: Call) -> web.StreamResponse:
+    event_id = call.path("id")
+    found = await store.get(call.ctx.pool, event_id)
+    if found is None:
+        raise NotFound(f"no event {event_id}")
+    stored, deliveries = found
+    detail = EventDetail.model_validate(
+        {
+            **_event(stored).model_dump(),
+            "deliveries": [dict(d) for d in deliveries],
+        }
+    )
+    return json_response(detail)
+
+
+ROUTES = [
+    Route(
+        "POST", "/v1/events", publish_event,
+        "Publish an event: 202 when new, 200 with the first event for a known `id`",
+        TAG, 202, Event, body=EventIn, also=(200,),
+    ),
+    Route(
+        "GET", "/v1/events/{id}", get_event, "Get an event and a summary of its deliveries",
+        TAG, 200, EventDetail, errors=(404,),
+    ),
+]  # fmt: skip

@@ -1,0 +1,162 @@
+"""Routes as data: one `Route` per operation drives both the router and the OpenAPI document.
+
+A route names its request body, query and response models; `register` parses and validates
+the request with them before the handler runs (415, 413, 400, 422 come from here), so a
+handler receives typed values and the document cannot drift from what is enforced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from services.ingest.api.context import CONTEXT, ApiContext
+from services.ingest.api.problems import Problem
+from services.ingest.validation import field_errors
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request, parsed: what a handler receives."""
+
+    request: web.Request
+    ctx: ApiContext
+    body: BaseModel | None
+    query: BaseModel | None
+
+    def body_as(self, model: type[M]) -> M:
+        assert isinstance(self.body, model)
+        return self.body
+
+    def query_as(self, model: type[M]) -> M:
+        assert isinstance(self.query, model)
+        return self.query
+
+    def path(self, name: str) -> str:
+        return self.request.match_info[name]
+
+
+RouteHandler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation of the API."""
+
+    method: str
+    path: str
+    handler: RouteHandler
+    summary: str
+    tag: str
+    status: int
+    """The success status."""
+    response: type[BaseModel] | None = None
+    """The success body's model; None for no body (204)."""
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: type[BaseModel] | None = None
+    also: tuple[int, ...] = ()
+    """Other success statuses answering the same model."""
+    errors: tuple[int, ...] = ()
+    """Problem statuses beyond those every /v1 operation and its body or path can give."""
+    response_headers: dict[str, str] = field(default_factory=dict)
+    """Header name -> description, on the success response."""
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__.strip("_")
+
+
+def json_response(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON answer from a response model (by alias, so `schema` stays `schema`)."""
+    return web.Response(
+        body=model.model_dump_json(by_alias=True),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+async def parse_body(
+    request: web.Request, model: type[M], *, required: bool, limit: int
+) -> M | None:
+    """The request body validated by `model`; None when optional and absent."""
+    if not request.body_exists:
+        if required:
+            raise Problem(
+                422,
+                "a JSON request body is required",
+                errors=[{"field": "body", "message": "Field required"}],
+            )
+        return None
+    if not _is_json(request.content_type):
+        raise Problem(415, f"the body must be application/json, not {request.content_type}")
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(413, f"the body has {request.content_length} bytes, more than {limit}")
+    raw = await request.read()
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        errors = field_errors(exc, "body")
+        raise Problem(422, _summary(errors), errors=errors) from None
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string validated by `model` (each parameter once)."""
+    values: dict[str, Any] = {}
+    for key, value in request.query.items():
+        if key in values:
+            raise Problem(
+                422,
+                f"query.{key}: given more than once",
+                errors=[{"field": f"query.{key}", "message": "given more than once"}],
+            )
+        values[key] = value
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        errors = field_errors(exc, "query")
+        raise Problem(422, _summary(errors), errors=errors) from None
+
+
+def _summary(errors: list[dict[str, str]]) -> str:
+    return "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+
+
+def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[CONTEXT]
+        query = parse_query(request, route.query) if route.query is not None else None
+        body = None
+        if route.body is not None:
+            body = await parse_body(
+                request, route.body, required=route.body_required, limit=ctx.settings.max_payload
+            )
+        return await route.handler(Call(request, ctx, body, query))
+
+    endpoint.__name__ = route.operation_id
+    return endpoint
+
+
+def register(app: web.Application, routes: Sequence[Route]) -> None:
+    for route in routes:
+        app.router.add_route(route.method, route.path, _endpoint(route))

@@ -1,0 +1,87 @@
+"""The ingest component: its lifecycle only (set up, serve until stopped, close in reverse)."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+from aio_pika.abc import AbstractRobustConnection
+
+from services.ingest.api.app import start_api
+from services.ingest.api.context import ApiContext
+from services.ingest.consumer import IngestConsumer
+from services.ingest.intake import Intake
+from services.ingest.publisher import Publisher
+from shared.amqp import connect, declare
+from shared.db import create_pool
+from shared.event_types import Catalogue
+from shared.logging import get_logger
+from shared.ops import Readiness
+from shared.secretbox import SecretBox
+from shared.settings import Settings
+from shared.targets import TargetPolicy
+from shared.topology import Exchange, Queue, Topology
+
+log = get_logger("ingest")
+
+
+def ingest_topology(topology: Topology) -> tuple[list[Exchange], list[Queue]]:
+    """What ingest declares: its own objects, plus the queues it publishes into.
+
+    Declaring fanout's queue means events published before fanout first starts wait there
+    instead of being unroutable; the deliveries queue takes manual retries the same way.
+    """
+    exchanges, queues = topology.for_ingest()
+    return (
+        [*exchanges, topology.deliveries_exchange],
+        [*queues, topology.fanout_queue, topology.deliveries_queue],
+    )
+
+
+def _alive(connection: AbstractRobustConnection) -> bool:
+    return not connection.is_closed
+
+
+async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> None:
+    """Consume `{ns}.ingest` and serve the HTTP API until `stop` is set, then drain."""
+    topology = Topology(settings.namespace, settings.retry_delays)
+    database_url = settings.database_url.get_secret_value()
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(database_url, size=settings.db_pool_size)
+        stack.push_async_callback(pool.close)
+        catalogue = Catalogue(database_url)
+        await catalogue.start()
+        stack.push_async_callback(catalogue.close)
+
+        connection = await connect(settings, "ingest")
+        stack.push_async_callback(connection.close)
+        publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchanges, _ = await declare(publish_channel, *ingest_topology(topology))
+        consume_channel = await connection.channel()
+        await consume_channel.set_qos(prefetch_count=settings.ingest_prefetch)
+        ingest_queue = await consume_channel.get_queue(topology.ingest_queue.name, ensure=False)
+
+        publisher = Publisher(publish_channel, topology, exchanges)
+        intake = Intake(pool, publisher)
+        intake.start()
+        stack.push_async_callback(intake.close)
+        readiness.add("postgres", lambda: catalogue.connected)
+        readiness.add("rabbitmq", lambda: _alive(connection))
+
+        ctx = ApiContext(
+            settings=settings,
+            pool=pool,
+            box=SecretBox(settings.secret_key),
+            catalogue=catalogue,
+            intake=intake,
+            publisher=publisher,
+            targets=TargetPolicy.from_settings(settings),
+        )
+        api = await start_api(ctx)
+        stack.push_async_callback(api.cleanup)
+        consumer = IngestConsumer(settings, intake, publisher, catalogue)
+        await consumer.start(ingest_queue)
+        stack.push_async_callback(consumer.stop, settings.shutdown_grace)
+        log.info("ingest_started", queue=topology.ingest_queue.name)
+        await stop.wait()
+        log.info("ingest_stopping")

@@ -1,0 +1,42 @@
+"""Ingest's repositories: the SQL of events, subscriptions, deliveries and event types.
+
+Every query goes through `connection()` or `transaction()`, the one place where a database
+that cannot be reached becomes `StorageUnavailable` (the API's 503, the consumer's requeue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from shared.errors import StorageUnavailable
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    """A pooled connection; database outages inside the block raise StorageUnavailable."""
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailable(f"Postgres is unavailable: {type(exc).__name__}") from exc
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    """Like `connection()`, inside one transaction."""
+    async with connection(pool) as conn, conn.transaction():
+        yield conn

@@ -1,0 +1,132 @@
+"""Deliveries as the API reads and re-sends them; the sender writes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.ingest.store import connection, transaction
+from shared.errors import Conflict, NotFound
+
+COLUMNS = (
+    "d.id, d.event_id, d.subscription_id, e.type AS event_type, d.status, d.attempts,"
+    " d.last_status_code, d.last_error, d.last_attempt_at, d.next_attempt_at,"
+    " d.created_at, d.updated_at"
+)
+_FROM = "FROM deliveries d JOIN events e ON e.id = d.event_id"
+
+_GET = f"SELECT {COLUMNS} {_FROM} WHERE d.id = $1"
+_ATTEMPTS = (
+    "SELECT attempt, attempted_at, status_code, duration_ms, outcome, error_kind, error,"
+    " response_body FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id"
+)
+_LIST = f"""
+SELECT {COLUMNS} {_FROM}
+WHERE d.subscription_id = $1
+  AND ($2::text IS NULL OR d.status = $2)
+  AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4))
+ORDER BY d.created_at DESC, d.id DESC LIMIT $5
+"""
+_FOR_RETRY = """
+SELECT d.id, d.status, d.subscription_id, s.deleted_at,
+       e.id AS event_id, e.type, e.data, e.created_at
+FROM deliveries d JOIN events e ON e.id = d.event_id
+JOIN subscriptions s ON s.id = d.subscription_id
+WHERE d.id = $1 FOR UPDATE OF d
+"""
+_SET_STATUS = (
+    "UPDATE deliveries SET status = $2, updated_at = now(),"
+    " next_attempt_at = CASE WHEN $2 = 'pending' THEN now() ELSE next_attempt_at END"
+    " WHERE id = ANY($1::text[])"
+)
+_RECOVER = """
+UPDATE deliveries d SET status = 'pending', next_attempt_at = now(), updated_at = now()
+FROM events e
+WHERE e.id = d.event_id AND d.subscription_id = $1 AND d.status = 'failed'
+  AND d.created_at >= $2
+RETURNING d.id, d.subscription_id, e.id AS event_id, e.type, e.data, e.created_at
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """What re-sending one delivery needs: ids and the event to rebuild the body from."""
+
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    data: dict[str, Any]
+    created_at: datetime
+    previous_status: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, previous_status: str) -> Resend:
+        return cls(
+            delivery_id=row["id"],
+            subscription_id=row["subscription_id"],
+            event_id=row["event_id"],
+            event_type=row["type"],
+            data=row["data"],
+            created_at=row["created_at"],
+            previous_status=previous_status,
+        )
+
+
+async def get(pool: asyncpg.Pool, delivery_id: str) -> tuple[asyncpg.Record, list[Any]] | None:
+    """A delivery and its attempts, oldest first; None when it does not exist."""
+    async with connection(pool) as conn:
+        row = await conn.fetchrow(_GET, delivery_id)
+        if row is None:
+            return None
+        attempts = await conn.fetch(_ATTEMPTS, delivery_id)
+    return row, list(attempts)
+
+
+async def list_page(
+    pool: asyncpg.Pool,
+    subscription_id: str,
+    *,
+    status: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A subscription's deliveries, newest first, older than `before` (created_at, id)."""
+    created, last_id = before if before else (None, None)
+    async with connection(pool) as conn:
+        return list(await conn.fetch(_LIST, subscription_id, status, created, last_id, limit))
+
+
+async def mark_for_retry(pool: asyncpg.Pool, delivery_id: str) -> Resend:
+    """Set a delivery back to pending for a manual retry.
+
+    Raises NotFound, or Conflict when its subscription was deleted.
+    """
+    async with transaction(pool) as conn:
+        row = await conn.fetchrow(_FOR_RETRY, delivery_id)
+        if row is None:
+            raise NotFound(f"no delivery {delivery_id}")
+        if row["deleted_at"] is not None:
+            raise Conflict(f"the subscription of delivery {delivery_id} was deleted")
+        await conn.execute(_SET_STATUS, [delivery_id], "pending")
+    return Resend.from_row(row, row["status"])
+
+
+async def mark_recovered(pool: asyncpg.Pool, subscription_id: str, since: datetime) -> list[Resend]:
+    """Set every failed delivery of a subscription created since `since` back to pending."""
+    async with transaction(pool) as conn:
+        rows = await conn.fetch(_RECOVER, subscription_id, since)
+    return [Resend.from_row(r, "failed") for r in rows]
+
+
+async def restore(pool: asyncpg.Pool, resends: list[Resend]) -> None:
+    """Undo `mark_*` for deliveries whose message could not be published."""
+    by_status: dict[str, list[str]] = {}
+    for resend in resends:
+        by_status.setdefault(resend.previous_status, []).append(resend.delivery_id)
+    async with transaction(pool) as conn:
+        for status, ids in by_status.items():
+            await conn.execute(_SET_STATUS, ids, status)

@@ -1,0 +1,133 @@
+"""Subscriptions as the API manages them: create, list, read, change, rotate, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.ingest.store import connection, transaction
+
+COLUMNS = (
+    "id, url, event_types, status, disabled_reason, description, tenant_id, secret,"
+    " previous_secret_expires_at, created_at, updated_at"
+)
+_LIVE = "deleted_at IS NULL"
+
+_INSERT = f"""
+INSERT INTO subscriptions (id, url, event_types, description, tenant_id, secret)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}
+"""
+_GET = f"SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND {_LIVE}"
+_LIST = f"""
+SELECT {COLUMNS} FROM subscriptions
+WHERE {_LIVE}
+  AND ($1::text IS NULL OR id > $1)
+  AND ($2::text[] IS NULL OR event_types && $2)
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::text IS NULL OR tenant_id = $4)
+ORDER BY id LIMIT $5
+"""
+_ROTATE = f"""
+UPDATE subscriptions
+SET previous_secret = secret, previous_secret_expires_at = now() + interval '24 hours',
+    secret = $2, updated_at = now()
+WHERE id = $1 AND {_LIVE} RETURNING {COLUMNS}
+"""
+_DELETE = (
+    f"UPDATE subscriptions SET deleted_at = now(), updated_at = now() WHERE id = $1 AND {_LIVE}"
+)
+_CANCEL_PENDING = (
+    "UPDATE deliveries SET status = 'cancelled', updated_at = now()"
+    " WHERE subscription_id = $1 AND status = 'pending'"
+)
+
+_SETTABLE = frozenset({"url", "event_types", "description", "tenant_id"})
+
+
+async def create(
+    pool: asyncpg.Pool,
+    subscription_id: str,
+    *,
+    url: str,
+    event_types: list[str],
+    description: str,
+    tenant_id: str | None,
+    sealed_secret: str,
+) -> asyncpg.Record:
+    async with connection(pool) as conn:
+        row = await conn.fetchrow(
+            _INSERT, subscription_id, url, event_types, description, tenant_id, sealed_secret
+        )
+    assert row is not None
+    return row
+
+
+async def get(pool: asyncpg.Pool, subscription_id: str) -> asyncpg.Record | None:
+    """A subscription that is not deleted, or None."""
+    async with connection(pool) as conn:
+        row: asyncpg.Record | None = await conn.fetchrow(_GET, subscription_id)
+        return row
+
+
+async def list_page(
+    pool: asyncpg.Pool,
+    *,
+    after_id: str | None,
+    patterns: list[str] | None,
+    status: str | None,
+    tenant_id: str | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Up to `limit` subscriptions after `after_id`, oldest first, with any of `patterns`."""
+    async with connection(pool) as conn:
+        return list(await conn.fetch(_LIST, after_id, patterns, status, tenant_id, limit))
+
+
+async def update(
+    pool: asyncpg.Pool, subscription_id: str, changes: dict[str, Any], status: str | None
+) -> asyncpg.Record | None:
+    """Apply `changes` (columns of `_SETTABLE`) and a status change; None when not found.
+
+    Enabling clears `disabled_reason` and `failing_since`; disabling an enabled one records
+    `manual`.
+    """
+    assert set(changes) <= _SETTABLE
+    sets = ["updated_at = now()"]
+    values: list[Any] = [subscription_id]
+    for column, value in sorted(changes.items()):
+        values.append(value)
+        sets.append(f"{column} = ${len(values)}")
+    if status == "enabled":
+        sets.append("status = 'enabled', disabled_reason = NULL, failing_since = NULL")
+    elif status == "disabled":
+        # Disabling an already disabled one keeps its reason (`gone` says more than `manual`).
+        sets.append(
+            "status = 'disabled', disabled_reason ="
+            " CASE WHEN status = 'enabled' THEN 'manual' ELSE disabled_reason END"
+        )
+    sql = (
+        f"UPDATE subscriptions SET {', '.join(sets)} WHERE id = $1 AND {_LIVE} RETURNING {COLUMNS}"
+    )
+    async with connection(pool) as conn:
+        row: asyncpg.Record | None = await conn.fetchrow(sql, *values)
+        return row
+
+
+async def rotate(
+    pool: asyncpg.Pool, subscription_id: str, sealed_secret: str
+) -> asyncpg.Record | None:
+    """Make `sealed_secret` current; the old one signs beside it for 24 hours."""
+    async with connection(pool) as conn:
+        row: asyncpg.Record | None = await conn.fetchrow(_ROTATE, subscription_id, sealed_secret)
+        return row
+
+
+async def delete(pool: asyncpg.Pool, subscription_id: str) -> int | None:
+    """Soft-delete and cancel its pending deliveries; how many were cancelled, None if absent."""
+    async with transaction(pool) as conn:
+        deleted = await conn.execute(_DELETE, subscription_id)
+        if deleted == "UPDATE 0":
+            return None
+        cancelled = await conn.execute(_CANCEL_PENDING, subscription_id)
+    return int(cancelled.split()[-1])
