@@ -136,6 +136,9 @@ async def test_no_secret_token_key_or_payload_leaks(
 
     async with stack.api() as api:
         answers = await list_answers(api, [s["id"] for s in subs.values()])
+        # The control: where the contract shows a secret, this scan sees it.
+        shown = await get_text(api, f"/v1/subscriptions/{subs['/ok']['id']}")
+    assert new_ok_secret in shown
     # Let the last failure reach the dead queue and be logged before reading the logs.
     await asyncio.sleep(1.0)
     metrics = metrics_text(stack)
@@ -144,6 +147,7 @@ async def test_no_secret_token_key_or_payload_leaks(
     logs = stack.log_text()
 
     assert len(stack.log_lines()) > 10, "the services logged (almost) nothing"
+    assert subs["/fail"]["id"] in logs, "the failing deliveries were not logged at all"
     assert "hookline_" in metrics
     forbidden = {API_TOKEN: "API token", WRONG_TOKEN: "rejected token", secret_key: "secret key"}
     for sub in subs.values():
