@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -220,13 +221,22 @@ async def write_batch(conn: Conn, changes: list[DeliveryChange]) -> None:
     DB_BATCH_SIZE.labels("delivery_attempts").observe(len(records))
 
 
+BatchWriter = Callable[[Conn, list[DeliveryChange]], Awaitable[None]]
+
+
 class AttemptLog:
     """Batches `DeliveryChange`s into few transactions; `start()` first, `close()` last."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, flush_interval_s: float = 0.015, max_rows: int = 500
+        self,
+        pool: asyncpg.Pool,
+        *,
+        flush_interval_s: float = 0.015,
+        max_rows: int = 500,
+        writer: BatchWriter | None = None,
     ) -> None:
         self._pool = pool
+        self._writer: BatchWriter = writer or write_batch
         self._flush_interval_s = flush_interval_s
         self._max_rows = max_rows
         self._pending: list[DeliveryChange] = []
@@ -284,8 +294,14 @@ class AttemptLog:
             self._full.clear()
             batch, waiters = self._pending, self._waiters
             self._pending, self._waiters = [], []
-            if batch:
-                await self._write_until_done(batch)
+            try:
+                if batch:
+                    await self._write_until_done(batch)
+            except asyncio.CancelledError:
+                # Closed before the write got through: its callers must not ack.
+                for waiter in waiters:
+                    waiter.cancel()
+                raise
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -297,7 +313,7 @@ class AttemptLog:
         while True:
             try:
                 async with self._pool.acquire() as conn:
-                    await write_batch(conn, batch)
+                    await self._writer(conn, batch)
             except _DB_ERRORS as exc:
                 self._healthy = False
                 log.warning(
