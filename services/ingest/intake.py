@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -91,7 +92,8 @@ class Intake:
                 log.info("event_duplicate_ignored", event_id=stored.id, event_type=stored.type)
                 return Accepted(stored, duplicate=True)
             await self._publisher.publish_event(_message(stored))
-            await self._mark(stored)
+            if await self._mark(stored):
+                stored = replace(stored, dispatched_at=datetime.now(UTC))
         if inserted:
             EVENTS_INGESTED.labels(source).inc()
             log.info("event_ingested", event_id=stored.id, event_type=stored.type, source=source)
@@ -100,13 +102,15 @@ class Intake:
             log.info("event_redispatched", event_id=stored.id, event_type=stored.type)
         return Accepted(stored, duplicate=not inserted)
 
-    async def _mark(self, stored: StoredEvent) -> None:
+    async def _mark(self, stored: StoredEvent) -> bool:
         try:
             await self._marks.submit([stored.id])
+            return True
         except (StorageUnavailable, WriterClosed) as exc:
             # The event is already safe on {ns}.events; failing the caller now would only
             # make it publish the event again. A later copy of its key republishes it.
             log.warning("event_dispatch_unrecorded", event_id=stored.id, error=str(exc))
+            return False
 
     async def _mark_dispatched(self, event_ids: list[str]) -> None:
         await event_store.mark_dispatched(self._pool, event_ids)

@@ -22,6 +22,10 @@ _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
+    # What (re)connecting answers for a database that was dropped or closed to connections;
+    # our own queries never raise these otherwise.
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
 )
 
 
