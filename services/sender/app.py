@@ -59,9 +59,10 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
                 settings, pool, cache, box, session, attempt_log, Requeue(publish_channel, topology)
             )
         )
-        readiness.add("subscriptions", cache.ready)
-        readiness.add("database", lambda: attempt_log.healthy)
-        readiness.add("broker", lambda: not connection.is_closed)
+        # Prefixed: `hookline all` puts every service's checks in one Readiness.
+        readiness.add("sender_subscriptions", cache.ready)
+        readiness.add("sender_database", lambda: attempt_log.healthy and not pool.is_closing())
+        readiness.add("sender_broker", connection.connected.is_set)
 
         queue = declared[topology.deliveries_queue.name]
         consumer_tag = await queue.consume(worker.handle)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 from standardwebhooks import Webhook
 
 from shared.settings import Settings
@@ -192,3 +193,19 @@ async def test_during_rotation_both_secrets_sign(settings: Settings) -> None:
             request.headers["webhook-signature"],
         )
         Webhook(secret).verify(request.body, request.headers)
+
+
+async def test_the_sender_reports_ready_while_it_holds_its_connections(
+    settings: Settings,
+) -> None:
+    async with sender_running(settings), aiohttp.ClientSession() as http:
+        port = settings.metrics_port_for("sender")
+        for _ in range(100):
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                answer = await resp.json()
+                if resp.status == 200:
+                    break
+            await asyncio.sleep(0.05)
+
+    assert answer["status"] == "ready"
+    assert {"sender_subscriptions", "sender_database", "sender_broker"} <= set(answer["checks"])
