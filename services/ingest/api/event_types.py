@@ -152,6 +152,7 @@ ROUTES = [
         "POST", "/v1/event-types", create_event_type, "Add an event type", TAG, 201, EventType,
         body=EventTypeCreate, errors=(409,),
         response_headers={"Location": "The new event type's address."},
+        links=("get_event_type", "update_event_type", "delete_event_type"), link_field="name",
     ),
     Route(
         "GET", "/v1/event-types", list_event_types, "List the catalogue", TAG, 200,

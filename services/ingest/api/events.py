@@ -80,7 +80,7 @@ ROUTES = [
     Route(
         "POST", "/v1/events", publish_event,
         "Publish an event: 202 when new, 200 with the first event for a known `id`",
-        TAG, 202, Event, body=EventIn, also=(200,),
+        TAG, 202, Event, body=EventIn, also=(200,), links=("get_event",),
     ),
     Route(
         "GET", "/v1/events/{id}", get_event, "Get an event and a summary of its deliveries",

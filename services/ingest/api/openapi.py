@@ -73,6 +73,12 @@ def _success(route: Route, refs: dict[SchemaKey, Any]) -> dict[str, Any]:
     if route.response is not None:
         schema = refs[(route.response, "serialization")]
         answer["content"] = {"application/json": {"schema": schema}}
+    if route.links:
+        source = f"$response.body#/{route.link_field}"
+        answer["links"] = {
+            target: {"operationId": target, "parameters": {route.link_field: source}}
+            for target in route.links
+        }
     if route.response_headers:
         answer["headers"] = {
             name: {"description": text, "schema": {"type": "string"}}

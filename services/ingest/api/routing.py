@@ -68,6 +68,10 @@ class Route:
     """Problem statuses beyond those every /v1 operation and its body or path can give."""
     response_headers: dict[str, str] = field(default_factory=dict)
     """Header name -> description, on the success response."""
+    links: tuple[str, ...] = ()
+    """Operations whose path parameter is this response's `link_field` (OpenAPI links), so
+    tools can chain create -> read -> change."""
+    link_field: str = "id"
 
     @property
     def operation_id(self) -> str:

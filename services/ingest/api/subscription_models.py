@@ -45,7 +45,18 @@ def _unique(patterns: list[str]) -> list[str]:
 
 
 class SubscriptionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://example.com/hooks",
+                    "event_types": ["invoice.*"],
+                    "description": "billing",
+                }
+            ]
+        },
+    )
 
     url: str = Field(min_length=1, max_length=URL_MAX, description=_URL_DOC)
     event_types: list[Pattern] = Field(

@@ -159,6 +159,10 @@ ROUTES = [
         "POST", "/v1/subscriptions", create_subscription, "Create a subscription", TAG, 201,
         SubscriptionWithSecret, body=SubscriptionCreate,
         response_headers={"Location": "The new subscription's address."},
+        links=(
+            "get_subscription", "update_subscription", "delete_subscription", "rotate_secret",
+            "list_deliveries", "recover_subscription",
+        ),
     ),
     Route(
         "GET", "/v1/subscriptions", list_subscriptions, "List subscriptions (no secrets)", TAG,
