@@ -65,8 +65,8 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         intake = Intake(pool, publisher)
         intake.start()
         stack.push_async_callback(intake.close)
-        readiness.add("postgres", lambda: catalogue.connected)
-        readiness.add("rabbitmq", lambda: _alive(connection))
+        readiness.add("ingest_postgres", lambda: catalogue.connected)
+        readiness.add("ingest_rabbitmq", lambda: _alive(connection))
 
         ctx = ApiContext(
             settings=settings,
