@@ -1,0 +1,127 @@
+"""`python -m bench`: parse options, run the chosen scenarios, print the table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+
+from bench.procs import with_database
+from bench.receiver import Receiver
+from bench.report import render_table, to_json
+from bench.scenarios import SCENARIOS, Plan, ScenarioResult
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _scenario_list(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {', '.join(unknown) or '(none)'}; choose from {', '.join(SCENARIOS)}"
+        )
+    return names
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Hookline's benchmark: fanout, steady, noisy neighbour and the ceiling.",
+    )
+    parser.add_argument(
+        "--events", type=_positive(int), default=5000, help="events (fanout, noisy)"
+    )
+    parser.add_argument("--subscriptions", type=_positive(int), default=10)
+    parser.add_argument("--rate", type=_positive(float), default=1000.0, help="steady deliveries/s")
+    parser.add_argument("--duration", type=_positive(float), default=30.0, help="steady seconds")
+    parser.add_argument(
+        "--scenarios", type=_scenario_list, default=tuple(SCENARIOS), help="comma-separated"
+    )
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--amqp-url", default=os.environ.get("HOOKLINE_BENCH_AMQP_URL", DEFAULT_AMQP_URL)
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("HOOKLINE_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="any database on the server; each scenario creates and drops its own",
+    )
+    args = parser.parse_args(argv)
+    if args.subscriptions < 2 and "noisy" in args.scenarios:
+        parser.error("the noisy scenario needs at least 2 subscriptions")
+    return args
+
+
+async def run(args: argparse.Namespace, log_dir: Path) -> tuple[dict[str, ScenarioResult], bool]:
+    """Run the scenarios in order; returns their results and whether every one completed."""
+    plan = Plan(
+        events=args.events,
+        subscriptions=args.subscriptions,
+        rate=args.rate,
+        duration_s=args.duration,
+        amqp_url=args.amqp_url,
+        admin_database_url=with_database(args.database_url, "postgres"),
+        run_tag=f"bench{uuid.uuid4().hex[:8]}",
+        log_dir=log_dir,
+    )
+    receiver = Receiver()
+    receiver.start()
+    results: dict[str, ScenarioResult] = {}
+    complete = True
+    try:
+        for name in args.scenarios:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            try:
+                results[name] = await SCENARIOS[name](plan, receiver)
+            except (RuntimeError, OSError, TimeoutError) as exc:
+                complete = False
+                print(f"scenario {name} failed: {exc}", file=sys.stderr, flush=True)
+    finally:
+        receiver.stop()
+    return results, complete
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 when every scenario ran (targets met or not), 1 when one failed, 130 on Ctrl-C."""
+    args = parse_args(argv)
+    log_dir = Path(tempfile.mkdtemp(prefix="hookline-bench-"))
+    try:
+        import uvloop
+
+        uvloop.install()
+        results, complete = asyncio.run(run(args, log_dir))
+    except KeyboardInterrupt:
+        print(f"interrupted; everything was cleaned up; service logs in {log_dir}", file=sys.stderr)
+        return 130
+    print(render_table(results))
+    if args.out is not None:
+        options = {k: v for k, v in vars(args).items() if k not in ("out",)}
+        options["scenarios"] = list(args.scenarios)
+        args.out.write_bytes(
+            orjson.dumps(to_json(results, options), option=orjson.OPT_INDENT_2, default=str)
+        )
+    if complete:
+        shutil.rmtree(log_dir, ignore_errors=True)
+        return 0
+    print(f"service logs kept in {log_dir}", file=sys.stderr)
+    return 1

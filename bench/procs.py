@@ -1,0 +1,249 @@
+"""Hookline's real services as separate processes, on a namespace and database of their own.
+
+`Stack` is one deployment for one scenario: it creates the database with `hookline migrate`,
+starts `python -m services.ingest|fanout|sender`, waits until each `/readyz` answers 200, and
+on exit stops them (SIGTERM, then SIGKILL after a grace), deletes the namespace's exchanges
+and queues and drops the database, also after a failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import aiohttp
+
+from shared.db import drop_database
+from shared.topology import Topology
+
+SERVICES = ("ingest", "fanout", "sender")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 20.0
+BENCH_RETRY_DELAYS = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
+"""The contract's default schedule, spelled out so the bench knows its retry queues."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def parse_peak_rss(status_text: str) -> int | None:
+    """Bytes of `VmHWM` (peak resident set) in a /proc/<pid>/status text, None without it."""
+    for line in status_text.splitlines():
+        if line.startswith("VmHWM:"):
+            value, unit = line.split()[1:3]
+            if unit.lower() != "kb":
+                raise ValueError(f"unexpected VmHWM unit {unit!r}")
+            return int(value) * 1024
+    return None
+
+
+def peak_rss(pid: int) -> int | None:
+    """The peak RSS of a live process in bytes; None when it is gone."""
+    try:
+        return parse_peak_rss(Path(f"/proc/{pid}/status").read_text())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name`."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def service_env(values: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any `HOOKLINE_*` variable, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    env.update(values)
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    popen: subprocess.Popen[bytes]
+    metrics_port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        code = self.popen.poll()
+        if code is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {code}; its log ({self.log_path}):\n{self.log_tail()}"
+            )
+
+    async def wait_ready(self, session: aiohttp.ClientSession, deadline: float) -> None:
+        url = f"http://127.0.0.1:{self.metrics_port}/readyz"
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{self.name} was not ready within {READY_TIMEOUT_S:.0f}s")
+
+    async def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after STOP_GRACE_S; returns the exit code."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.popen.wait, STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                await asyncio.to_thread(self.popen.wait, STOP_GRACE_S)
+        return self.popen.returncode
+
+
+class Stack:
+    """One deployment of Hookline for one scenario (use as `async with`)."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        amqp_url: str,
+        admin_database_url: str,
+        api_token: str,
+        log_dir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.amqp_url = amqp_url
+        self.database_url = with_database(admin_database_url, f"hookline_{namespace}")
+        self.api_token = api_token
+        self.api_port = free_port()
+        self.log_dir = log_dir
+        self.services: dict[str, ServiceProcess] = {}
+        self.peak_rss: dict[str, int | None] = {}
+        self.exit_codes: dict[str, int | None] = {}
+        self._env = {
+            "HOOKLINE_AMQP_URL": amqp_url,
+            "HOOKLINE_DATABASE_URL": self.database_url,
+            "HOOKLINE_NAMESPACE": namespace,
+            "HOOKLINE_API_HOST": "127.0.0.1",
+            "HOOKLINE_API_PORT": str(self.api_port),
+            "HOOKLINE_METRICS_HOST": "127.0.0.1",
+            "HOOKLINE_API_TOKENS": api_token,
+            "HOOKLINE_ALLOW_PRIVATE_TARGETS": "true",
+            "HOOKLINE_LOG_LEVEL": "warning",
+            "HOOKLINE_LOG_FORMAT": "json",
+            "HOOKLINE_RETRY_DELAYS": BENCH_RETRY_DELAYS,
+            **(extra_env or {}),
+        }
+        self._exit = AsyncExitStack()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    async def __aenter__(self) -> Stack:
+        try:
+            self._exit.push_async_callback(drop_database, self.database_url)
+            await self._migrate()
+            self._exit.push_async_callback(self._delete_namespace)
+            for name in SERVICES:
+                self._start(name)
+            self._exit.push_async_callback(self._stop_services)
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+                for service in self.services.values():
+                    await service.wait_ready(session, deadline)
+        except BaseException:
+            await self._exit.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._exit.aclose()
+
+    def check_alive(self) -> None:
+        """Raise when a service process has died: its figures would mean nothing."""
+        for service in self.services.values():
+            service.check_alive()
+
+    async def _migrate(self) -> None:
+        command = [sys.executable, "-m", "services.cli", "migrate"]
+        env = service_env(self._env)
+        proc = await asyncio.to_thread(
+            subprocess.run, command, env=env, cwd=REPO_ROOT, capture_output=True, timeout=120
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"hookline migrate failed:\n{proc.stderr.decode()[-2000:]}")
+
+    def _start(self, name: str) -> None:
+        metrics_port = free_port()
+        env = service_env({**self._env, "HOOKLINE_METRICS_PORT": str(metrics_port)})
+        log_path = self.log_dir / f"{self.namespace}-{name}.log"
+        with log_path.open("wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                env=env,
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: Ctrl-C reaches the bench only, which then stops it in order.
+                start_new_session=True,
+            )
+        self.services[name] = ServiceProcess(name, popen, metrics_port, log_path)
+
+    async def _stop_services(self) -> None:
+        for name, service in self.services.items():
+            self.peak_rss[name] = peak_rss(service.pid)
+        # Stopped in reverse flow order would leave ingest publishing into a stopped fanout;
+        # all three drain on SIGTERM, so they are stopped together.
+        codes = await asyncio.gather(*(s.stop() for s in self.services.values()))
+        self.exit_codes = dict(zip(self.services, codes, strict=True))
+
+    async def _delete_namespace(self) -> None:
+        await delete_namespace(self.amqp_url, self.namespace, extra_queues=())
+
+
+async def delete_namespace(amqp_url: str, namespace: str, extra_queues: tuple[str, ...]) -> None:
+    """Delete every exchange and queue Hookline declares in `namespace`, and `extra_queues`."""
+    from shared.durations import parse_duration_s
+
+    delays = tuple(parse_duration_s(d) for d in BENCH_RETRY_DELAYS.split(","))
+    exchanges, queues = Topology(namespace, delays).everything()
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    try:
+        channel = await connection.channel()
+        for name in [*(q.name for q in queues), *extra_queues]:
+            await channel.queue_delete(name)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange.name)
+    finally:
+        await connection.close()

@@ -1,0 +1,179 @@
+"""The targets of issue 6, and the bench's results as a terminal table and as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import ScenarioResult
+from bench.stats import ratio
+
+MB = 1024 * 1024
+Results = Mapping[str, ScenarioResult]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One reported number; with a bound it is a target that is met or missed."""
+
+    name: str
+    value: float | None
+    unit: str
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @property
+    def target(self) -> str:
+        if self.at_least is not None:
+            return f">= {_fmt(self.at_least, self.unit)}"
+        if self.at_most is not None:
+            return f"<= {_fmt(self.at_most, self.unit)}"
+        return ""
+
+    @property
+    def status(self) -> str:
+        """`met`, `missed`, or `` for a figure without a target."""
+        if self.at_least is None and self.at_most is None:
+            return ""
+        if self.value is None:
+            return "missed"
+        if self.at_least is not None and self.value < self.at_least:
+            return "missed"
+        if self.at_most is not None and self.value > self.at_most:
+            return "missed"
+        return "met"
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "%":
+        return f"{value * 100:.0f}%"
+    if unit in ("", "lost", "dup"):
+        return f"{value:.0f}"
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
+
+
+def _dps(result: ScenarioResult | None, healthy: bool = False) -> float | None:
+    if result is None:
+        return None
+    stats = result.healthy if healthy else result.deliveries
+    return stats.deliveries_per_s if stats is not None else None
+
+
+def _scenario_figures(result: ScenarioResult, ceiling: ScenarioResult | None) -> list[Figure]:
+    n = result.name
+    d = result.deliveries
+    figures = [
+        Figure(
+            f"{n}: deliveries/s",
+            d.deliveries_per_s,
+            "/s",
+            at_least=3500 if n == "fanout" else None,
+        ),
+        Figure(f"{n}: lost", d.lost, "lost", at_most=0),
+        Figure(f"{n}: duplicated", d.duplicated, "dup", at_most=0),
+    ]
+    if n != "ceiling":
+        figures.append(
+            Figure(
+                f"{n}: share of ceiling",
+                ratio(d.deliveries_per_s, _dps(ceiling)),
+                "%",
+                at_least=0.5 if n == "fanout" else None,
+            )
+        )
+        figures += [
+            Figure(f"{n}: events/s confirmed", result.events_per_s_confirmed, "/s"),
+            Figure(f"{n}: events/s stored", result.events_per_s_stored, "/s"),
+            Figure(f"{n}: latency p50", d.p50_ms, "ms"),
+            Figure(f"{n}: latency p95", d.p95_ms, "ms"),
+            Figure(f"{n}: latency p99", d.p99_ms, "ms", at_most=100 if n == "steady" else None),
+        ]
+    for service, rss in sorted(result.peak_rss_bytes.items()):
+        figures.append(
+            Figure(
+                f"{n}: {service} peak RSS",
+                None if rss is None else rss / MB,
+                "MB",
+                at_most=150 if service == "sender" else None,
+            )
+        )
+    return figures
+
+
+def figures(results: Results) -> list[Figure]:
+    """Every figure of the run, targets included, in scenario order."""
+    ceiling = results.get("ceiling")
+    out: list[Figure] = []
+    for result in results.values():
+        out += _scenario_figures(result, ceiling)
+        if result.name == "noisy":
+            fanout_healthy = _dps(results.get("fanout"), healthy=True)
+            out.append(
+                Figure(
+                    "noisy: healthy deliveries/s vs fanout",
+                    ratio(_dps(result, healthy=True), fanout_healthy),
+                    "%",
+                    at_least=0.9,
+                )
+            )
+    return out
+
+
+def render_table(results: Results) -> str:
+    """The terminal table: figure, value, target, met/missed; then each scenario's notes."""
+    rows = [("figure", "value", "target", "")]
+    rows += [(f.name, _fmt(f.value, f.unit), f.target, f.status) for f in figures(results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for result in results.values():
+        lines += [f"note ({result.name}): {note}" for note in result.notes]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def machine() -> dict[str, Any]:
+    """The machine the figures came from."""
+    import os
+
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    info["cpu_model"] = _first_value(Path("/proc/cpuinfo"), "model name")
+    mem_kb = _first_value(Path("/proc/meminfo"), "MemTotal")
+    info["memory_gb"] = round(int(mem_kb.split()[0]) / MB, 1) if mem_kb else None
+    return info
+
+
+def _first_value(path: Path, key: str) -> str | None:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key:
+                return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def to_json(results: Results, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The same figures as the table, with every scenario's raw statistics."""
+    convert: Callable[[Any], Any] = dataclasses.asdict
+    return {
+        "machine": machine(),
+        "options": dict(options),
+        "scenarios": {name: convert(result) for name, result in results.items()},
+        "figures": [
+            {
+                "name": f.name,
+                "value": f.value,
+                "unit": f.unit,
+                "target": f.target or None,
+                "status": f.status or None,
+            }
+            for f in figures(results)
+        ],
+    }

@@ -1,0 +1,323 @@
+"""The four scenarios: fanout, steady, noisy (one hanging receiver) and ceiling.
+
+Each Hookline scenario gets its own deployment (namespace, database, three processes), so
+no scenario's retries or caches leak into the next one; the receiver is shared and tells
+scenarios apart by the tag in the URL path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import asyncpg
+import orjson
+from tqdm import tqdm
+
+from bench.ceiling import ceiling_queue_name
+from bench.procs import REPO_ROOT, Stack, delete_namespace, peak_rss
+from bench.publisher import EVENT_TYPE, WARMUP_SEQ, Publisher, PublishResult
+from bench.receiver import Receiver
+from bench.stats import DeliveryStats, Receipt, analyse, rate_per_s
+from shared.topology import Topology
+
+API_TOKEN = "bench-token-0123456789abcdef"
+NOISY_DELIVERY_TIMEOUT = "5s"
+"""The delivery timeout of the noisy run: the hanging receiver holds each attempt this long."""
+WARMUP_TIMEOUT_S = 60.0
+STALL_TIMEOUT_S = 30.0
+"""Waiting for deliveries ends when none arrived for this long."""
+SETTLE_S = 1.0
+"""Extra wait after the last expected delivery, so late duplicates are counted too."""
+POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one bench run does, from the command line."""
+
+    events: int
+    subscriptions: int
+    rate: float
+    """Deliveries per second in the steady scenario."""
+    duration_s: float
+    amqp_url: str
+    admin_database_url: str
+    run_tag: str
+    log_dir: Path
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    events: int
+    subscriptions: int
+    deliveries: DeliveryStats
+    healthy: DeliveryStats | None = None
+    """Subscriptions 1..S-1 only: the noisy run's healthy ones, and the same set in fanout."""
+    events_per_s_confirmed: float | None = None
+    events_per_s_stored: float | None = None
+    peak_rss_bytes: dict[str, int | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _bar(desc: str, total: int, unit: str, position: int) -> tqdm[Any]:
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        position=position,
+        leave=False,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
+
+
+async def wait_for_receipts(receiver: Receiver, tag: str, expected: int, desc: str) -> int:
+    """Poll the receiver until `expected` receipts of `tag` arrived or they stall; the count."""
+    with _bar(desc, expected, "dlv", 1) as bar:
+        count = 0
+        last_progress = time.monotonic()
+        deadline = last_progress + STALL_TIMEOUT_S + expected / 50
+        while time.monotonic() < deadline:
+            now_count = await receiver.received(tag)
+            bar.update(now_count - count)
+            if now_count != count:
+                count, last_progress = now_count, time.monotonic()
+            if count >= expected or time.monotonic() - last_progress > STALL_TIMEOUT_S:
+                break
+            await asyncio.sleep(POLL_S)
+    await asyncio.sleep(SETTLE_S)
+    return count
+
+
+async def _create_subscriptions(stack: Stack, urls: list[str]) -> None:
+    headers = {"authorization": f"Bearer {stack.api_token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for url in urls:
+            body = {"url": url, "event_types": [EVENT_TYPE], "description": "bench"}
+            async with session.post(
+                f"{stack.api_url}/v1/subscriptions", json=body, headers=headers
+            ) as resp:
+                if resp.status != 201:
+                    text = (await resp.text())[:500]
+                    raise RuntimeError(f"creating a subscription answered {resp.status}: {text}")
+
+
+async def _stored(stack: Stack, since: float) -> tuple[int, float | None]:
+    """Bench events stored since `since`, and when the last one was stored (Unix seconds)."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, extract(epoch FROM max(created_at))::float8 AS last"
+            " FROM events WHERE type = $1 AND created_at >= to_timestamp($2)",
+            EVENT_TYPE,
+            since,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["n"]), row["last"]
+
+
+async def _warm_up(stack: Stack, receiver: Receiver, publisher: Publisher, healthy: int) -> None:
+    """One event through the whole path: subscriptions are loaded, connections are open."""
+    await publisher.publish_one(WARMUP_SEQ)
+    deadline = time.monotonic() + WARMUP_TIMEOUT_S
+    while await receiver.received(stack.namespace) < healthy:
+        stack.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError("the warm-up event was not delivered to every subscription")
+        await asyncio.sleep(POLL_S)
+    await receiver.collect(stack.namespace)
+
+
+async def _publish_with_bar(
+    publisher: Publisher, count: int, events_per_s: float | None, desc: str
+) -> PublishResult:
+    with _bar(desc, count, "ev", 0) as bar:
+        return await publisher.publish(
+            count, events_per_s=events_per_s, on_confirm=lambda: bar.update()
+        )
+
+
+async def run_hookline(
+    plan: Plan,
+    receiver: Receiver,
+    name: str,
+    *,
+    events: int,
+    events_per_s: float | None,
+    hanging: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> ScenarioResult:
+    """Deploy, subscribe, warm up, publish `events`, wait for every delivery, and measure."""
+    subs = plan.subscriptions
+    healthy_subs = range(1, subs) if hanging else range(subs)
+    namespace = f"{plan.run_tag}_{name}"
+    stack = Stack(
+        namespace=namespace,
+        amqp_url=plan.amqp_url,
+        admin_database_url=plan.admin_database_url,
+        api_token=API_TOKEN,
+        log_dir=plan.log_dir,
+        extra_env=extra_env,
+    )
+    async with stack:
+        urls = [receiver.url(namespace, i, hanging=hanging and i == 0) for i in range(subs)]
+        await _create_subscriptions(stack, urls)
+        exchange = Topology(namespace, ()).ingest_exchange.name
+        publisher = Publisher(plan.amqp_url, exchange, namespace)
+        await publisher.open()
+        try:
+            await _warm_up(stack, receiver, publisher, len(healthy_subs))
+            expected = events * len(healthy_subs)
+            waiting = asyncio.create_task(
+                wait_for_receipts(receiver, namespace, expected, f"{name} delivered")
+            )
+            try:
+                published = await _publish_with_bar(
+                    publisher, events, events_per_s, f"{name} published"
+                )
+                await waiting
+            finally:
+                waiting.cancel()
+        finally:
+            await publisher.close()
+        receipts = await receiver.collect(namespace)
+        stored, last_stored = await _stored(stack, published.started_at)
+        stack.check_alive()
+    return _result(
+        name, plan, events, receipts, healthy_subs, published, stored, last_stored, stack
+    )
+
+
+def _result(
+    name: str,
+    plan: Plan,
+    events: int,
+    receipts: list[Receipt],
+    healthy_subs: range,
+    published: PublishResult,
+    stored: int,
+    last_stored: float | None,
+    stack: Stack,
+) -> ScenarioResult:
+    seqs = range(events)
+    result = ScenarioResult(
+        name=name,
+        events=events,
+        subscriptions=plan.subscriptions,
+        deliveries=analyse(receipts, healthy_subs, seqs),
+        healthy=analyse(receipts, range(1, plan.subscriptions), seqs),
+        events_per_s_confirmed=rate_per_s(events, published.started_at, published.last_confirm_at),
+        events_per_s_stored=rate_per_s(stored, published.started_at, last_stored),
+        peak_rss_bytes=dict(stack.peak_rss),
+    )
+    if stored != events:
+        result.notes.append(f"{stored} of {events} events found stored")
+    bad_exits = {k: v for k, v in stack.exit_codes.items() if v != 0}
+    if bad_exits:
+        result.notes.append(f"services exited with {bad_exits} on SIGTERM")
+    return result
+
+
+async def run_fanout(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    return await run_hookline(plan, receiver, "fanout", events=plan.events, events_per_s=None)
+
+
+async def run_steady(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    events_per_s = plan.rate / plan.subscriptions
+    events = max(1, round(events_per_s * plan.duration_s))
+    return await run_hookline(plan, receiver, "steady", events=events, events_per_s=events_per_s)
+
+
+async def run_noisy(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    result = await run_hookline(
+        plan,
+        receiver,
+        "noisy",
+        events=plan.events,
+        events_per_s=None,
+        hanging=True,
+        extra_env={"HOOKLINE_DELIVERY_TIMEOUT": NOISY_DELIVERY_TIMEOUT},
+    )
+    result.notes.append(f"subscription 0 hangs; HOOKLINE_DELIVERY_TIMEOUT={NOISY_DELIVERY_TIMEOUT}")
+    return result
+
+
+async def _start_ceiling(
+    plan: Plan, namespace: str, count: int, target: str, log: IO[bytes]
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bench.ceiling", "--amqp-url", plan.amqp_url),
+        *("--namespace", namespace, "--count", str(count), "--target", target),
+        *("--subscriptions", str(plan.subscriptions)),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+        start_new_session=True,
+    )
+
+
+async def _await_ceiling(
+    proc: asyncio.subprocess.Process, waiting: asyncio.Task[int]
+) -> tuple[bytes, int | None]:
+    """Wait for the receipts and the process; its stdout and peak RSS."""
+    rss: int | None = None
+    while not waiting.done():
+        rss = max(rss or 0, peak_rss(proc.pid) or 0) or rss
+        await asyncio.wait({waiting}, timeout=POLL_S)
+    await waiting
+    stdout, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return stdout, rss
+
+
+async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    """The minimal consume-POST-ack process draining events x subscriptions messages."""
+    namespace = f"{plan.run_tag}_ceiling"
+    count = plan.events * plan.subscriptions
+    target = receiver.url(namespace, 0).rsplit("/", 1)[0]
+    with (plan.log_dir / f"{namespace}.log").open("wb") as log:
+        proc = await _start_ceiling(plan, namespace, count, target, log)
+    waiting = asyncio.create_task(
+        wait_for_receipts(receiver, namespace, count, "ceiling delivered")
+    )
+    try:
+        stdout, rss = await _await_ceiling(proc, waiting)
+    finally:
+        waiting.cancel()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await delete_namespace(plan.amqp_url, namespace, (ceiling_queue_name(namespace),))
+    receipts = await receiver.collect(namespace)
+    result = ScenarioResult(
+        name="ceiling",
+        events=plan.events,
+        subscriptions=plan.subscriptions,
+        deliveries=analyse(receipts, range(plan.subscriptions), range(plan.events)),
+        peak_rss_bytes={"ceiling": rss},
+    )
+    if proc.returncode != 0:
+        result.notes.append(f"the ceiling process exited with {proc.returncode}")
+    else:
+        timings = orjson.loads(stdout.splitlines()[-1])
+        result.notes.append(
+            f"filled in {timings['fill_s']:.1f}s, drained in {timings['drain_s']:.1f}s"
+        )
+    return result
+
+
+SCENARIOS = {
+    "fanout": run_fanout,
+    "steady": run_steady,
+    "noisy": run_noisy,
+    "ceiling": run_ceiling,
+}

@@ -1,0 +1,102 @@
+"""Pure arithmetic on what the receiver saw: percentiles, loss, duplicates, rates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+Receipt = tuple[int, int, str, float, float]
+"""(subscription index, event seq, webhook-id, sent_at, received_at), times in Unix seconds."""
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by linear interpolation; None for no values.
+
+    `sorted_values` must already be sorted ascending.
+    """
+    if not sorted_values:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError("a percentile is between 0 and 100")
+    rank = (len(sorted_values) - 1) * q / 100
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    fraction = rank - low
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+
+
+def rate_per_s(count: int, start: float | None, end: float | None) -> float | None:
+    """`count` over the span from `start` to `end`; None when the span is empty."""
+    if start is None or end is None or end <= start or count <= 0:
+        return None
+    return count / (end - start)
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    """What a user of the receiver would check: everything arrived, once, and how fast."""
+
+    expected: int
+    received: int
+    """Every successful receipt of an expected (subscription, event), duplicates included."""
+    lost: int
+    duplicated: int
+    """Receipts beyond the first of one (subscription, event) pair."""
+    unexpected: int
+    """Receipts for a subscription or event outside the expected set."""
+    first_at: float | None
+    last_at: float | None
+    deliveries_per_s: float | None
+    """Distinct deliveries over the span from the first to the last receipt."""
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+def analyse(receipts: Iterable[Receipt], subs: Iterable[int], seqs: range) -> DeliveryStats:
+    """Compare receipts with the expected set: every event seq in `seqs` times every sub in `subs`.
+
+    Latency is publish to the first receipt of each pair; later copies count as duplicates.
+    """
+    wanted_subs = frozenset(subs)
+    first_seen: dict[tuple[int, int], float] = {}
+    latencies_ms: list[float] = []
+    received = unexpected = 0
+    for sub, seq, _webhook_id, sent_at, received_at in receipts:
+        if sub not in wanted_subs or seq not in seqs:
+            unexpected += 1
+            continue
+        received += 1
+        key = (sub, seq)
+        if key in first_seen:
+            continue
+        first_seen[key] = received_at
+        latencies_ms.append((received_at - sent_at) * 1000)
+    latencies_ms.sort()
+    times = first_seen.values()
+    first_at = min(times, default=None)
+    last_at = max(times, default=None)
+    expected = len(wanted_subs) * len(seqs)
+    return DeliveryStats(
+        expected=expected,
+        received=received,
+        lost=expected - len(first_seen),
+        duplicated=received - len(first_seen),
+        unexpected=unexpected,
+        first_at=first_at,
+        last_at=last_at,
+        deliveries_per_s=rate_per_s(len(first_seen), first_at, last_at),
+        p50_ms=percentile(latencies_ms, 50),
+        p95_ms=percentile(latencies_ms, 95),
+        p99_ms=percentile(latencies_ms, 99),
+        max_ms=latencies_ms[-1] if latencies_ms else None,
+    )
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """value / reference, or None when either is missing or the reference is zero."""
+    if value is None or not reference:
+        return None
+    return value / reference

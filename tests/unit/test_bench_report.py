@@ -1,0 +1,85 @@
+"""The bench's table and JSON: each target marked met or missed from the figures."""
+
+from __future__ import annotations
+
+import orjson
+
+from bench.report import figures, render_table, to_json
+from bench.scenarios import ScenarioResult
+from bench.stats import analyse
+
+MB = 1024 * 1024
+
+
+def _result(name: str, rate: float, *, lost: int = 0, rss_mb: int = 100) -> ScenarioResult:
+    # Two subscriptions x `count` events, received evenly over one second at `rate`.
+    count = int(rate // 2)
+    receipts = [
+        (sub, seq, f"evt_{seq}", 0.0, 1.0 + (seq * 2 + sub) / rate)
+        for seq in range(count)
+        for sub in range(2)
+        if (seq * 2 + sub) >= lost
+    ]
+    deliveries = analyse(receipts, range(2), range(count))
+    return ScenarioResult(
+        name=name,
+        events=count,
+        subscriptions=2,
+        deliveries=deliveries,
+        healthy=analyse(receipts, range(1, 2), range(count)),
+        events_per_s_confirmed=5000.0,
+        peak_rss_bytes={"sender": rss_mb * MB, "ingest": 60 * MB},
+    )
+
+
+def _status(results: dict[str, ScenarioResult]) -> dict[str, str]:
+    return {f.name: f.status for f in figures(results)}
+
+
+def test_targets_are_met_when_the_figures_reach_them() -> None:
+    results = {"fanout": _result("fanout", 4000), "ceiling": _result("ceiling", 6000)}
+    status = _status(results)
+    assert status["fanout: deliveries/s"] == "met"
+    assert status["fanout: share of ceiling"] == "met"
+    assert status["fanout: lost"] == "met"
+    assert status["fanout: duplicated"] == "met"
+    assert status["fanout: sender peak RSS"] == "met"
+    assert status["fanout: ingest peak RSS"] == ""  # no target for ingest
+
+
+def test_targets_are_missed_on_slow_lossy_or_large_runs() -> None:
+    results = {
+        "fanout": _result("fanout", 1000, lost=3, rss_mb=200),
+        "ceiling": _result("ceiling", 6000),
+    }
+    status = _status(results)
+    assert status["fanout: deliveries/s"] == "missed"
+    assert status["fanout: share of ceiling"] == "missed"
+    assert status["fanout: lost"] == "missed"
+    assert status["fanout: sender peak RSS"] == "missed"
+
+
+def test_noisy_is_compared_with_the_same_subscriptions_in_fanout() -> None:
+    results = {"fanout": _result("fanout", 4000), "noisy": _result("noisy", 3000)}
+    noisy = next(f for f in figures(results) if f.name == "noisy: healthy deliveries/s vs fanout")
+    assert noisy.status == "missed"
+    assert noisy.value is not None and 0.5 < noisy.value < 0.9
+
+
+def test_a_missing_reference_is_a_miss_not_a_crash() -> None:
+    status = _status({"fanout": _result("fanout", 4000)})
+    assert status["fanout: share of ceiling"] == "missed"
+
+
+def test_table_and_json_carry_the_same_figures() -> None:
+    results = {"fanout": _result("fanout", 4000), "ceiling": _result("ceiling", 6000)}
+    results["fanout"].notes.append("a note")
+    table = render_table(results)
+    assert "fanout: deliveries/s" in table
+    assert ">= 3,500 /s" in table
+    assert "note (fanout): a note" in table
+    document = orjson.loads(orjson.dumps(to_json(results, {"events": 5000})))
+    names = [f["name"] for f in document["figures"]]
+    assert names == [f.name for f in figures(results)]
+    assert document["machine"]["cpus"] >= 1
+    assert document["scenarios"]["fanout"]["deliveries"]["lost"] == 0
