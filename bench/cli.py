@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -84,6 +85,10 @@ async def run(args: argparse.Namespace, log_dir: Path) -> tuple[dict[str, Scenar
         run_tag=f"bench{uuid.uuid4().hex[:8]}",
         log_dir=log_dir,
     )
+    # SIGTERM (as from `timeout`) cleans up like Ctrl-C: cancel, run every finally, exit.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     receiver = Receiver()
     receiver.start()
     results: dict[str, ScenarioResult] = {}
@@ -110,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         uvloop.install()
         results, complete = asyncio.run(run(args, log_dir))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print(f"interrupted; everything was cleaned up; service logs in {log_dir}", file=sys.stderr)
         return 130
     print(render_table(results))

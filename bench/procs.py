@@ -9,6 +9,7 @@ and queues and drops the database, also after a failure or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
@@ -33,6 +34,56 @@ READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 20.0
 BENCH_RETRY_DELAYS = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
 """The contract's default schedule, spelled out so the bench knows its retry queues."""
+
+
+_PR_SET_PDEATHSIG = 1
+_libc_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def die_with_parent() -> None:
+    """A `preexec_fn`: the child gets SIGTERM when the bench dies, even by SIGKILL.
+
+    Services run in their own session (so Ctrl-C reaches only the bench, which stops them in
+    order); this is what still stops them when the bench cannot. It must run in a child
+    forked by the main thread: the signal follows the thread that forked.
+    """
+    if _libc_prctl is not None:
+        _libc_prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds a live process has used; None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name may hold spaces; the fields after it are fixed (utime, stime: 14, 15).
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU use of some processes over a window, as a fraction of one core each."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self._pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self._start: dict[str, float | None] = {}
+        self._started_at = 0.0
+
+    def start(self) -> None:
+        self._started_at = time.monotonic()
+        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+
+    def stop(self) -> dict[str, float | None]:
+        window_s = time.monotonic() - self._started_at
+        usage: dict[str, float | None] = {}
+        for name, pid in self._pids.items():
+            begin, end = self._start.get(name), cpu_seconds(pid)
+            if begin is None or end is None or window_s <= 0:
+                usage[name] = None
+            else:
+                usage[name] = (end - begin) / window_s
+        return usage
 
 
 def free_port() -> int:
@@ -143,6 +194,7 @@ class Stack:
         self.log_dir = log_dir
         self.services: dict[str, ServiceProcess] = {}
         self.peak_rss: dict[str, int | None] = {}
+        self.cpu_s: dict[str, float | None] = {}
         self.exit_codes: dict[str, int | None] = {}
         self._env = {
             "HOOKLINE_AMQP_URL": amqp_url,
@@ -217,12 +269,14 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 # Its own session: Ctrl-C reaches the bench only, which then stops it in order.
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         self.services[name] = ServiceProcess(name, popen, metrics_port, log_path)
 
     async def _stop_services(self) -> None:
         for name, service in self.services.items():
             self.peak_rss[name] = peak_rss(service.pid)
+            self.cpu_s[name] = cpu_seconds(service.pid)
         # Stopped in reverse flow order would leave ingest publishing into a stopped fanout;
         # all three drain on SIGTERM, so they are stopped together.
         codes = await asyncio.gather(*(s.stop() for s in self.services.values()))

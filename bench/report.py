@@ -53,6 +53,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return "n/a"
     if unit == "%":
         return f"{value * 100:.0f}%"
+    if unit == "% core":
+        return f"{value * 100:.0f}% of a core"
     if unit in ("", "lost", "dup"):
         return f"{value:.0f}"
     return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
@@ -103,6 +105,8 @@ def _scenario_figures(result: ScenarioResult, ceiling: ScenarioResult | None) ->
                 at_most=150 if service == "sender" else None,
             )
         )
+    for process, share in sorted(result.cpu_core_share.items()):
+        figures.append(Figure(f"{n}: {process} CPU", share, "% core"))
     return figures
 
 

@@ -20,7 +20,7 @@ import orjson
 from tqdm import tqdm
 
 from bench.ceiling import ceiling_queue_name
-from bench.procs import REPO_ROOT, Stack, delete_namespace, peak_rss
+from bench.procs import REPO_ROOT, CpuMeter, Stack, delete_namespace, die_with_parent, peak_rss
 from bench.publisher import EVENT_TYPE, WARMUP_SEQ, Publisher, PublishResult
 from bench.receiver import Receiver
 from bench.stats import DeliveryStats, Receipt, analyse, rate_per_s
@@ -63,6 +63,8 @@ class ScenarioResult:
     events_per_s_confirmed: float | None = None
     events_per_s_stored: float | None = None
     peak_rss_bytes: dict[str, int | None] = field(default_factory=dict)
+    cpu_core_share: dict[str, float | None] = field(default_factory=dict)
+    """CPU of each process from publish start to the last receipt, in cores (1.0 = one)."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -81,7 +83,7 @@ def _bar(desc: str, total: int, unit: str, position: int) -> tqdm[Any]:
 
 async def wait_for_receipts(receiver: Receiver, tag: str, expected: int, desc: str) -> int:
     """Poll the receiver until `expected` receipts of `tag` arrived or they stall; the count."""
-    with _bar(desc, expected, "dlv", 1) as bar:
+    with _bar(f"{desc} delivered", expected, "dlv", 1) as bar:
         count = 0
         last_progress = time.monotonic()
         deadline = last_progress + STALL_TIMEOUT_S + expected / 50
@@ -93,7 +95,6 @@ async def wait_for_receipts(receiver: Receiver, tag: str, expected: int, desc: s
             if count >= expected or time.monotonic() - last_progress > STALL_TIMEOUT_S:
                 break
             await asyncio.sleep(POLL_S)
-    await asyncio.sleep(SETTLE_S)
     return count
 
 
@@ -141,7 +142,7 @@ async def _warm_up(stack: Stack, receiver: Receiver, publisher: Publisher, healt
 async def _publish_with_bar(
     publisher: Publisher, count: int, events_per_s: float | None, desc: str
 ) -> PublishResult:
-    with _bar(desc, count, "ev", 0) as bar:
+    with _bar(f"{desc} published", count, "ev", 0) as bar:
         return await publisher.publish(
             count, events_per_s=events_per_s, on_confirm=lambda: bar.update()
         )
@@ -177,25 +178,29 @@ async def run_hookline(
         await publisher.open()
         try:
             await _warm_up(stack, receiver, publisher, len(healthy_subs))
-            expected = events * len(healthy_subs)
+            pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
+            meter = CpuMeter(pids)
+            meter.start()
             waiting = asyncio.create_task(
-                wait_for_receipts(receiver, namespace, expected, f"{name} delivered")
+                wait_for_receipts(receiver, namespace, events * len(healthy_subs), name)
             )
             try:
-                published = await _publish_with_bar(
-                    publisher, events, events_per_s, f"{name} published"
-                )
+                published = await _publish_with_bar(publisher, events, events_per_s, name)
                 await waiting
             finally:
                 waiting.cancel()
+            cpu = meter.stop()
         finally:
             await publisher.close()
+        await asyncio.sleep(SETTLE_S)
         receipts = await receiver.collect(namespace)
         stored, last_stored = await _stored(stack, published.started_at)
         stack.check_alive()
-    return _result(
+    result = _result(
         name, plan, events, receipts, healthy_subs, published, stored, last_stored, stack
     )
+    result.cpu_core_share = cpu
+    return result
 
 
 def _result(
@@ -263,20 +268,22 @@ async def _start_ceiling(
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
 
 
 async def _await_ceiling(
-    proc: asyncio.subprocess.Process, waiting: asyncio.Task[int]
-) -> tuple[bytes, int | None]:
-    """Wait for the receipts and the process; its stdout and peak RSS."""
+    proc: asyncio.subprocess.Process, waiting: asyncio.Task[int], meter: CpuMeter
+) -> tuple[bytes, int | None, dict[str, float | None]]:
+    """Wait for the receipts and the process; its stdout, peak RSS and CPU use."""
     rss: int | None = None
     while not waiting.done():
         rss = max(rss or 0, peak_rss(proc.pid) or 0) or rss
         await asyncio.wait({waiting}, timeout=POLL_S)
+    cpu = meter.stop()
     await waiting
     stdout, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return stdout, rss
+    return stdout, rss, cpu
 
 
 async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
@@ -286,17 +293,18 @@ async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
     target = receiver.url(namespace, 0).rsplit("/", 1)[0]
     with (plan.log_dir / f"{namespace}.log").open("wb") as log:
         proc = await _start_ceiling(plan, namespace, count, target, log)
-    waiting = asyncio.create_task(
-        wait_for_receipts(receiver, namespace, count, "ceiling delivered")
-    )
+    waiting = asyncio.create_task(wait_for_receipts(receiver, namespace, count, "ceiling"))
+    meter = CpuMeter({"ceiling": proc.pid, "receiver": receiver.pid})
+    meter.start()
     try:
-        stdout, rss = await _await_ceiling(proc, waiting)
+        stdout, rss, cpu = await _await_ceiling(proc, waiting, meter)
     finally:
         waiting.cancel()
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
         await delete_namespace(plan.amqp_url, namespace, (ceiling_queue_name(namespace),))
+    await asyncio.sleep(SETTLE_S)
     receipts = await receiver.collect(namespace)
     result = ScenarioResult(
         name="ceiling",
@@ -304,6 +312,7 @@ async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
         subscriptions=plan.subscriptions,
         deliveries=analyse(receipts, range(plan.subscriptions), range(plan.events)),
         peak_rss_bytes={"ceiling": rss},
+        cpu_core_share=cpu,
     )
     if proc.returncode != 0:
         result.notes.append(f"the ceiling process exited with {proc.returncode}")
