@@ -92,6 +92,9 @@ class DeliveryWorker:
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to `grace_s` for messages in hand, then cancel the rest (left unacked)."""
+        # Let handler tasks the consumer created just before it was cancelled start (and
+        # register), so they are waited for too.
+        await asyncio.sleep(0)
         pending = set(self._tasks)
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace_s)
