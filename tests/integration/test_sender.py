@@ -209,3 +209,15 @@ async def test_the_sender_reports_ready_while_it_holds_its_connections(
 
     assert answer["status"] == "ready"
     assert {"sender_subscriptions", "sender_database", "sender_broker"} <= set(answer["checks"])
+
+
+async def test_only_the_first_4_kib_of_an_answer_is_read_and_kept(settings: Settings) -> None:
+    receiver = Receiver(Answer(500, body=b"x" * 5000 + b"y" * 100_000), Answer(200))
+    async with receiver.running(), database(settings) as conn, sender_running(settings):
+        sub_id, _ = await insert_subscription(conn, receiver.url())
+        msg = await insert_delivery(conn, sub_id)
+        await publish(settings, msg)
+        await wait_for_status(conn, msg.delivery_id, "succeeded")
+        attempts = await attempts_of(conn, msg.delivery_id)
+
+    assert attempts[0]["response_body"] == "x" * 4096
