@@ -37,6 +37,7 @@ def _user_agent() -> str:
 
 
 USER_AGENT = _user_agent()
+CONNECT_TIMEOUT_S = 10.0
 
 
 def create_session(settings: Settings) -> aiohttp.ClientSession:
@@ -50,7 +51,11 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
     )
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=settings.delivery_timeout),
+        # A black-holed address must not eat the whole attempt budget before the answer.
+        timeout=aiohttp.ClientTimeout(
+            total=settings.delivery_timeout,
+            sock_connect=min(CONNECT_TIMEOUT_S, settings.delivery_timeout),
+        ),
         trust_env=False,
         auto_decompress=False,
         max_line_size=MAX_HEADER_LINE_BYTES,
@@ -94,7 +99,7 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else None
 
 
-def _error(exc: BaseException, timeout_s: float) -> tuple[ErrorKind, str]:
+def _error(exc: BaseException, timeout_s: float, url: str) -> tuple[ErrorKind, str]:
     """The kind and a message for a failed attempt; messages never carry the URL's path."""
     refusal = refusal_in(exc)
     if refusal is not None:
@@ -109,7 +114,9 @@ def _error(exc: BaseException, timeout_s: float) -> tuple[ErrorKind, str]:
         return ErrorKind.CONNECTION, f"cannot connect to {exc.host}:{exc.port}: {exc.strerror}"
     if isinstance(exc, aiohttp.ClientResponseError):
         return ErrorKind.NETWORK, f"invalid answer: {exc.message}"
-    return ErrorKind.NETWORK, f"{type(exc).__name__}: {exc}"
+    # Some aiohttp errors quote the whole URL; its query may hold a receiver's token.
+    text = str(exc).replace(url, _origin(url) or "the target")
+    return ErrorKind.NETWORK, f"{type(exc).__name__}: {text}"
 
 
 async def post(
@@ -135,7 +142,7 @@ async def post(
                 location=_origin(resp.headers.get("Location")),
             )
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-        kind, message = _error(exc, timeout_s)
+        kind, message = _error(exc, timeout_s, url)
         return AttemptResult(
             duration_s=time.perf_counter() - started, error_kind=kind, error=message
         )
