@@ -24,6 +24,7 @@ from bench.procs import REPO_ROOT, CpuMeter, Stack, delete_namespace, die_with_p
 from bench.publisher import EVENT_TYPE, WARMUP_SEQ, Publisher, PublishResult
 from bench.receiver import Receiver
 from bench.stats import DeliveryStats, Receipt, analyse, rate_per_s
+from bench.watch import QueueWatcher
 from shared.topology import Topology
 
 API_TOKEN = "bench-token-0123456789abcdef"
@@ -65,6 +66,8 @@ class ScenarioResult:
     peak_rss_bytes: dict[str, int | None] = field(default_factory=dict)
     cpu_core_share: dict[str, float | None] = field(default_factory=dict)
     """CPU of each process from publish start to the last receipt, in cores (1.0 = one)."""
+    queue_depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    """(Unix time, ready messages by stage) once a second while the scenario ran."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -181,6 +184,8 @@ async def run_hookline(
             pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
             meter = CpuMeter(pids)
             meter.start()
+            watcher = QueueWatcher(plan.amqp_url, namespace)
+            watcher.start()
             waiting = asyncio.create_task(
                 wait_for_receipts(receiver, namespace, events * len(healthy_subs), name)
             )
@@ -189,6 +194,7 @@ async def run_hookline(
                 await waiting
             finally:
                 waiting.cancel()
+                await watcher.stop()
             cpu = meter.stop()
         finally:
             await publisher.close()
@@ -200,6 +206,8 @@ async def run_hookline(
         name, plan, events, receipts, healthy_subs, published, stored, last_stored, stack
     )
     result.cpu_core_share = cpu
+    result.notes.append(watcher.summary())
+    result.queue_depths = watcher.samples
     return result
 
 
