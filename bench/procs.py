@@ -86,6 +86,16 @@ class CpuMeter:
         return usage
 
 
+def parse_counters(metrics_text: str) -> dict[str, float]:
+    """Every `hookline_*_total` sample of a Prometheus text page, by name and labels."""
+    counters: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("hookline_") and "_total" in line.split(" ", 1)[0].split("{", 1)[0]:
+            name, _, value = line.rpartition(" ")
+            counters[name] = float(value)
+    return counters
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -195,6 +205,7 @@ class Stack:
         self.services: dict[str, ServiceProcess] = {}
         self.peak_rss: dict[str, int | None] = {}
         self.cpu_s: dict[str, float | None] = {}
+        self.counters: dict[str, dict[str, float]] = {}
         self.exit_codes: dict[str, int | None] = {}
         self._env = {
             "HOOKLINE_AMQP_URL": amqp_url,
@@ -273,7 +284,18 @@ class Stack:
             )
         self.services[name] = ServiceProcess(name, popen, metrics_port, log_path)
 
+    async def _scrape_counters(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            for name, service in self.services.items():
+                try:
+                    url = f"http://127.0.0.1:{service.metrics_port}/metrics"
+                    async with session.get(url) as resp:
+                        self.counters[name] = parse_counters(await resp.text())
+                except (aiohttp.ClientError, TimeoutError):
+                    self.counters[name] = {}
+
     async def _stop_services(self) -> None:
+        await self._scrape_counters()
         for name, service in self.services.items():
             self.peak_rss[name] = peak_rss(service.pid)
             self.cpu_s[name] = cpu_seconds(service.pid)

@@ -66,6 +66,8 @@ class ScenarioResult:
     peak_rss_bytes: dict[str, int | None] = field(default_factory=dict)
     cpu_core_share: dict[str, float | None] = field(default_factory=dict)
     """CPU of each process from publish start to the last receipt, in cores (1.0 = one)."""
+    counters: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each service's `hookline_*_total` counters at the end of the scenario."""
     queue_depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     """(Unix time, ready messages by stage) once a second while the scenario ran."""
     notes: list[str] = field(default_factory=list)
@@ -232,7 +234,11 @@ def _result(
         events_per_s_confirmed=rate_per_s(events, published.started_at, published.last_confirm_at),
         events_per_s_stored=rate_per_s(stored, published.started_at, last_stored),
         peak_rss_bytes=dict(stack.peak_rss),
+        counters=dict(stack.counters),
     )
+    deferred = stack.counters.get("sender", {}).get("hookline_deliveries_deferred_total", 0.0)
+    if deferred:
+        result.notes.append(f"the sender deferred {deferred:.0f} deliveries (target at its cap)")
     if stored != events:
         result.notes.append(f"{stored} of {events} events found stored")
     bad_exits = {k: v for k, v in stack.exit_codes.items() if v != 0}

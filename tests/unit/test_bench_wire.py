@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from bench.httpwire import MAX_BODY_BYTES, BadRequest, parse_request
-from bench.procs import parse_peak_rss, with_database
+from bench.procs import parse_counters, parse_peak_rss, with_database
 from bench.publisher import event_body, send_times
 from bench.receiver import route
 
@@ -97,3 +97,19 @@ def test_with_database_swaps_only_the_database_name() -> None:
     assert with_database(url, "other") == (
         "postgresql://postgres:pw@127.0.0.1:5432/other?sslmode=disable"
     )
+
+
+def test_counters_are_read_from_the_metrics_page() -> None:
+    page = (
+        "# HELP hookline_delivery_attempts_total Attempts.\n"
+        "# TYPE hookline_delivery_attempts_total counter\n"
+        'hookline_delivery_attempts_total{outcome="success"} 42.0\n'
+        "hookline_deliveries_deferred_total 3.0\n"
+        "hookline_deliveries_deferred_created 1.7e9\n"
+        'hookline_delivery_duration_seconds_bucket{le="0.1"} 5.0\n'
+        "python_gc_objects_collected_total 9.0\n"
+    )
+    assert parse_counters(page) == {
+        'hookline_delivery_attempts_total{outcome="success"}': 42.0,
+        "hookline_deliveries_deferred_total": 3.0,
+    }
