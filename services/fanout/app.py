@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 from functools import partial
 
 from services.fanout.deliveries import DeliveryRow, insert_deliveries, is_row_error
+from services.fanout.publisher import DeliveryPublisher
 from services.fanout.router import Router
 from shared.amqp import connect, declare
 from shared.batching import BatchWriter
@@ -40,7 +41,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         # Publishing and consuming on separate channels: flow control on publishes then
         # never holds back the acks of the consuming channel.
         publish_channel = await connection.channel(publisher_confirms=True)
-        exchanges, _ = await declare(publish_channel, *topology.for_fanout())
+        await declare(publish_channel, *topology.for_fanout())
         consume_channel = await connection.channel()
         await consume_channel.set_qos(prefetch_count=settings.fanout_prefetch)
         queue = await consume_channel.get_queue(topology.fanout_queue.name)
@@ -57,7 +58,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         router = Router(
             cache=cache,
             writer=writer,
-            deliveries=exchanges[topology.deliveries_exchange.name],
+            publisher=DeliveryPublisher(publish_channel, topology.deliveries_exchange.name),
             default_exchange=publish_channel.default_exchange,
             rejected_queue=topology.fanout_rejected_queue.name,
         )

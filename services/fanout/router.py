@@ -23,27 +23,17 @@ import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from services.fanout.deliveries import DeliveryRow
+from services.fanout.publisher import PUBLISH_TIMEOUT_S, DeliveryPublisher
 from shared.batching import BatchWriter, WriterClosed
 from shared.errors import BrokerUnavailable, StorageUnavailable
 from shared.ids import delivery_id
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED, FANOUT_DELIVERIES
-from shared.models import (
-    H_ACCEPTED_AT,
-    H_ATTEMPT,
-    H_DELIVERY_ID,
-    H_ERROR,
-    H_EVENT_ID,
-    H_EVENT_TYPE,
-    H_SUBSCRIPTION_ID,
-    EventMessage,
-)
+from shared.models import H_ERROR, EventMessage
 from shared.subscription_cache import SubscriptionCache
-from shared.topology import SEND_ROUTING_KEY
 
 log = get_logger("fanout")
 
-_PUBLISH_TIMEOUT_S = 30.0
 _BACKOFF_FIRST_S = 0.2
 _BACKOFF_MAX_S = 10.0
 
@@ -65,13 +55,13 @@ class Router:
         *,
         cache: SubscriptionCache,
         writer: BatchWriter[DeliveryRow],
-        deliveries: AbstractExchange,
+        publisher: DeliveryPublisher,
         default_exchange: AbstractExchange,
         rejected_queue: str,
     ) -> None:
         self._cache = cache
         self._writer = writer
-        self._deliveries = deliveries
+        self._publisher = publisher
         self._default = default_exchange
         self._rejected_queue = rejected_queue
         self._failures = 0
@@ -117,7 +107,7 @@ class Router:
         try:
             await self._writer.submit(rows)
             self.storage_ok = True
-            await self._publish(event, rows)
+            await self._publisher.publish(event, rows)
         except asyncpg.IntegrityConstraintViolationError as exc:
             # The event (or a subscription) is not stored: requeueing would loop forever.
             await self._reject(message, "not_stored", f"{type(exc).__name__}: {exc}")
@@ -130,37 +120,6 @@ class Router:
         self._failures = 0
         FANOUT_DELIVERIES.inc(len(rows))
         await _settle(message.ack())
-
-    async def _publish(self, event: EventMessage, rows: list[DeliveryRow]) -> None:
-        """Publish one delivery per row and wait for all their confirms together."""
-        # One header dict per event, copied per delivery: only two values differ.
-        base: dict[str, Any] = {
-            H_EVENT_ID: event.event_id,
-            H_EVENT_TYPE: event.event_type,
-            H_ATTEMPT: 1,
-            H_ACCEPTED_AT: event.accepted_at,
-        }
-        publishes = []
-        for dlv_id, _, subscription_id in rows:
-            headers = base.copy()
-            headers[H_DELIVERY_ID] = dlv_id
-            headers[H_SUBSCRIPTION_ID] = subscription_id
-            message = aio_pika.Message(
-                event.body,
-                headers=headers,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=dlv_id,
-            )
-            publishes.append(
-                self._deliveries.publish(
-                    message, SEND_ROUTING_KEY, mandatory=False, timeout=_PUBLISH_TIMEOUT_S
-                )
-            )
-        results = await asyncio.gather(*publishes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
 
     async def _reject(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
         """Move a message fanout cannot handle to `{ns}.fanout.rejected`, then ack it."""
@@ -175,7 +134,7 @@ class Router:
         )
         try:
             await self._default.publish(
-                copy, self._rejected_queue, mandatory=False, timeout=_PUBLISH_TIMEOUT_S
+                copy, self._rejected_queue, mandatory=False, timeout=PUBLISH_TIMEOUT_S
             )
         except _BROKER_ERRORS as exc:
             await self._retry_later(message, message.message_id, exc)

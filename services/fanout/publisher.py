@@ -1,0 +1,86 @@
+"""Publishing an event's deliveries: one message per match, all confirms awaited together.
+
+This is fanout's hot path (issue 6 asks for well over 5,000 deliveries/s from one core), so it
+talks to aiormq's channel directly with ready-made AMQP properties instead of building an
+aio-pika `Message` per delivery; the robust aio-pika channel still owns reconnection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aio_pika.abc import AbstractChannel
+from aiormq import spec
+
+from services.fanout.deliveries import DeliveryRow
+from shared.errors import BrokerUnavailable
+from shared.models import (
+    H_ACCEPTED_AT,
+    H_ATTEMPT,
+    H_DELIVERY_ID,
+    H_EVENT_ID,
+    H_EVENT_TYPE,
+    H_SUBSCRIPTION_ID,
+    EventMessage,
+)
+from shared.topology import SEND_ROUTING_KEY
+
+PUBLISH_TIMEOUT_S = 30.0
+_PERSISTENT = 2
+_CONTENT_TYPE = "application/json"
+
+
+class DeliveryPublisher:
+    """Publishes delivery messages (attempt 1) to the deliveries exchange with confirms.
+
+    The channel must have publisher confirms on.
+    """
+
+    def __init__(self, channel: AbstractChannel, exchange_name: str) -> None:
+        self._channel = channel
+        self._exchange_name = exchange_name
+
+    async def publish(self, event: EventMessage, rows: list[DeliveryRow]) -> None:
+        """Publish one delivery per row; returns once the broker confirmed every one.
+
+        Raises BrokerUnavailable (or the AMQP error) when any is not confirmed; the caller
+        then publishes them all again, which is safe as each keeps its delivery id.
+        """
+        underlay = await self._channel.get_underlay_channel()
+        # One header dict per event, copied per delivery: only two values differ.
+        base: dict[str, Any] = {
+            H_EVENT_ID: event.event_id,
+            H_EVENT_TYPE: event.event_type,
+            H_ATTEMPT: 1,
+            H_ACCEPTED_AT: event.accepted_at,
+        }
+        publishes = []
+        for dlv_id, _, subscription_id in rows:
+            headers = base.copy()
+            headers[H_DELIVERY_ID] = dlv_id
+            headers[H_SUBSCRIPTION_ID] = subscription_id
+            properties = spec.Basic.Properties(
+                content_type=_CONTENT_TYPE,
+                delivery_mode=_PERSISTENT,
+                headers=headers,
+                message_id=dlv_id,
+            )
+            publishes.append(
+                underlay.basic_publish(
+                    event.body,
+                    exchange=self._exchange_name,
+                    routing_key=SEND_ROUTING_KEY,
+                    properties=properties,
+                    mandatory=False,
+                )
+            )
+        # One deadline for the event rather than a timer per message: the timers cost more
+        # than the rest of a publish.
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            results = await asyncio.gather(*publishes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            if not isinstance(result, spec.Basic.Ack):
+                raise BrokerUnavailable(f"delivery not confirmed: {result!r}")
