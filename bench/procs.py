@@ -63,26 +63,39 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 class CpuMeter:
-    """CPU use of some processes over a window, as a fraction of one core each."""
+    """CPU use of some processes over a window, as a fraction of one core each.
+
+    A process that exits before `stop` counts with its last `sample()`.
+    """
 
     def __init__(self, pids: dict[str, int | None]) -> None:
         self._pids = {name: pid for name, pid in pids.items() if pid is not None}
-        self._start: dict[str, float | None] = {}
+        self._first: dict[str, float] = {}
+        self._last: dict[str, float] = {}
         self._started_at = 0.0
 
     def start(self) -> None:
         self._started_at = time.monotonic()
-        self._start = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        self._first, self._last = {}, {}
+        self.sample()
+
+    def sample(self) -> None:
+        for name, pid in self._pids.items():
+            used = cpu_seconds(pid)
+            if used is not None:
+                self._first.setdefault(name, used)
+                self._last[name] = used
 
     def stop(self) -> dict[str, float | None]:
+        self.sample()
         window_s = time.monotonic() - self._started_at
         usage: dict[str, float | None] = {}
-        for name, pid in self._pids.items():
-            begin, end = self._start.get(name), cpu_seconds(pid)
-            if begin is None or end is None or window_s <= 0:
+        for name in self._pids:
+            first, last = self._first.get(name), self._last.get(name)
+            if first is None or last is None or window_s <= 0:
                 usage[name] = None
             else:
-                usage[name] = (end - begin) / window_s
+                usage[name] = (last - first) / window_s
         return usage
 
 

@@ -293,6 +293,7 @@ async def _await_ceiling(
     rss: int | None = None
     while not waiting.done():
         rss = max(rss or 0, peak_rss(proc.pid) or 0) or rss
+        meter.sample()
         await asyncio.wait({waiting}, timeout=POLL_S)
     cpu = meter.stop()
     await waiting
