@@ -63,7 +63,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 class CpuMeter:
-    """CPU use of some processes over a window, as a fraction of one core each.
+    """CPU seconds some processes use over a window.
 
     A process that exits before `stop` counts with its last `sample()`.
     """
@@ -86,17 +86,15 @@ class CpuMeter:
                 self._first.setdefault(name, used)
                 self._last[name] = used
 
-    def stop(self) -> dict[str, float | None]:
+    def stop(self) -> tuple[dict[str, float | None], float]:
+        """CPU seconds each process used since `start`, and the window's length in seconds."""
         self.sample()
         window_s = time.monotonic() - self._started_at
-        usage: dict[str, float | None] = {}
+        used: dict[str, float | None] = {}
         for name in self._pids:
             first, last = self._first.get(name), self._last.get(name)
-            if first is None or last is None or window_s <= 0:
-                usage[name] = None
-            else:
-                usage[name] = (last - first) / window_s
-        return usage
+            used[name] = None if first is None or last is None else last - first
+        return used, window_s
 
 
 def parse_counters(metrics_text: str) -> dict[str, float]:

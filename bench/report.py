@@ -57,7 +57,9 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value * 100:.0f}% of a core"
     if unit in ("", "lost", "dup"):
         return f"{value:.0f}"
-    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
+    if value >= 100:
+        return f"{value:,.0f} {unit}"
+    return f"{value:.1f} {unit}" if value >= 10 else f"{value:.2f} {unit}"
 
 
 def _dps(result: ScenarioResult | None, healthy: bool = False) -> float | None:
@@ -105,8 +107,12 @@ def _scenario_figures(result: ScenarioResult, ceiling: ScenarioResult | None) ->
                 at_most=150 if service == "sender" else None,
             )
         )
-    for process, share in sorted(result.cpu_core_share.items()):
+    delivered = d.received - d.duplicated
+    for process, used_s in sorted(result.cpu_seconds.items()):
+        share = ratio(used_s, result.cpu_window_s)
+        per_delivery = ratio(None if used_s is None else used_s * 1000, delivered)
         figures.append(Figure(f"{n}: {process} CPU", share, "% core"))
+        figures.append(Figure(f"{n}: {process} CPU per delivery", per_delivery, "ms"))
     return figures
 
 

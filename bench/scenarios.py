@@ -64,8 +64,9 @@ class ScenarioResult:
     events_per_s_confirmed: float | None = None
     events_per_s_stored: float | None = None
     peak_rss_bytes: dict[str, int | None] = field(default_factory=dict)
-    cpu_core_share: dict[str, float | None] = field(default_factory=dict)
-    """CPU of each process from publish start to the last receipt, in cores (1.0 = one)."""
+    cpu_seconds: dict[str, float | None] = field(default_factory=dict)
+    """CPU seconds of each process from publish start to the last receipt."""
+    cpu_window_s: float = 0.0
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
     """Each service's `hookline_*_total` counters at the end of the scenario."""
     queue_depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
@@ -207,7 +208,7 @@ async def run_hookline(
     result = _result(
         name, plan, events, receipts, healthy_subs, published, stored, last_stored, stack
     )
-    result.cpu_core_share = cpu
+    result.cpu_seconds, result.cpu_window_s = cpu
     result.notes.append(watcher.summary())
     result.queue_depths = watcher.samples
     return result
@@ -288,7 +289,7 @@ async def _start_ceiling(
 
 async def _await_ceiling(
     proc: asyncio.subprocess.Process, waiting: asyncio.Task[int], meter: CpuMeter
-) -> tuple[bytes, int | None, dict[str, float | None]]:
+) -> tuple[bytes, int | None, tuple[dict[str, float | None], float]]:
     """Wait for the receipts and the process; its stdout, peak RSS and CPU use."""
     rss: int | None = None
     while not waiting.done():
@@ -327,7 +328,8 @@ async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
         subscriptions=plan.subscriptions,
         deliveries=analyse(receipts, range(plan.subscriptions), range(plan.events)),
         peak_rss_bytes={"ceiling": rss},
-        cpu_core_share=cpu,
+        cpu_seconds=cpu[0],
+        cpu_window_s=cpu[1],
     )
     if proc.returncode != 0:
         result.notes.append(f"the ceiling process exited with {proc.returncode}")

@@ -83,3 +83,14 @@ def test_table_and_json_carry_the_same_figures() -> None:
     assert names == [f.name for f in figures(results)]
     assert document["machine"]["cpus"] >= 1
     assert document["scenarios"]["fanout"]["deliveries"]["lost"] == 0
+
+
+def test_cpu_is_shown_as_a_share_of_a_core_and_per_delivery() -> None:
+    result = _result("fanout", 4000)  # 4,000 deliveries
+    result.cpu_seconds = {"sender": 2.0, "gone": None}
+    result.cpu_window_s = 4.0
+    by_name = {f.name: f for f in figures({"fanout": result})}
+    assert by_name["fanout: sender CPU"].value == 0.5
+    assert by_name["fanout: sender CPU per delivery"].value == 0.5  # ms
+    assert by_name["fanout: gone CPU"].value is None
+    assert "50% of a core" in render_table({"fanout": result})
