@@ -170,3 +170,13 @@ async def test_receiver_example_accepts_once_and_refuses_forgeries(doc: dict[str
         response = await client.post("/hooks", data=BODY, headers=forged)
         assert response.status == 400
     assert doc["db"].execute("SELECT count(*) FROM paid_invoices").fetchone() == (1,)
+
+
+def test_the_readme_shows_only_examples_this_file_runs() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Verifying webhooks", 1)[1].split("\n## ", 1)[0]
+    shown = [code for lang, code in BLOCK.findall(section) if lang == "python"]
+    assert len(shown) >= 2
+    tested = blocks("python")
+    for code in shown:
+        assert code in tested, "a README example differs from docs/verifying-webhooks.md"
