@@ -65,6 +65,8 @@ class SubscriptionCache:
         self._dirty: set[str] = set()
         self._reload_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._next_sync: asyncio.Future[None] | None = None
         self._lost = asyncio.Event()
         self._gauge = SUBSCRIPTIONS_CACHED.labels(service)
 
@@ -87,7 +89,7 @@ class SubscriptionCache:
     async def close(self) -> None:
         """Stop listening and close the connection; the cache keeps its last state."""
         self._closing = True
-        for task in (self._watch_task, self._reload_task):
+        for task in (self._watch_task, self._reload_task, self._sync_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -118,6 +120,52 @@ class SubscriptionCache:
     def get(self, subscription_id: str) -> Subscription | None:
         """The subscription; None when deleted or unknown. A disabled one has enabled=False."""
         return self._by_id.get(subscription_id)
+
+    async def sync(self) -> None:
+        """Return once every change committed before this call is in the cache.
+
+        One round trip on the LISTEN connection, shared by every caller waiting meanwhile:
+        Postgres sends the notifications of earlier commits before it answers, and then the
+        rows they name are read. Fanout calls it before matching an event, so a subscription
+        created just before the event was published gets it. Returns at once while the
+        connection is down (the full reload after reconnecting catches up).
+        """
+        if not self.ready():
+            return
+        waiter = self._next_sync
+        if waiter is None:
+            waiter = self._next_sync = asyncio.get_running_loop().create_future()
+            if self._sync_task is None or self._sync_task.done():
+                self._sync_task = asyncio.create_task(
+                    self._run_syncs(), name=f"subscription-cache-sync-{self._service}"
+                )
+        await asyncio.shield(waiter)
+        await self.settle()
+
+    async def _run_syncs(self) -> None:
+        # Callers arriving while a round trip is out wait for the next one: the round trip
+        # they need must start after they asked.
+        while (waiter := self._next_sync) is not None:
+            self._next_sync = None
+            try:
+                await self._probe()
+            finally:
+                # Even after a failed round trip: callers go on with what the cache knows.
+                waiter.set_result(None)
+
+    def reloading(self) -> bool:
+        """True while notified changes are still being read (then `settle()` waits for them)."""
+        task = self._reload_task
+        return task is not None and not task.done()
+
+    async def settle(self) -> None:
+        """Return once every change notified so far is in the cache.
+
+        Returns at once while the connection is down: the full reload will come later.
+        """
+        while (task := self._reload_task) is not None and not task.done():
+            # wait(), not await: the caller must not be cancelled with it nor get its errors.
+            await asyncio.wait([task])
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -99,6 +99,9 @@ class Router:
         except ValueError as exc:
             await self._reject(message, "malformed", str(exc))
             return
+        # Sees every subscription committed before the event was consumed, hence before it
+        # was published: "create a subscription, then publish" never misses.
+        await self._cache.sync()
         subscriptions = self._cache.match(event.event_type, event.tenant_id)
         if not subscriptions:
             await _settle(message.ack())

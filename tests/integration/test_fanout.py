@@ -262,3 +262,27 @@ async def test_many_events_each_reach_every_subscription_once(fast_fanout: Fanou
     deliveries = await fast_fanout.deliveries(1000)
     assert pairs(deliveries) == {(e.event_id, s) for e in events for s in subs}
     assert len(await stored_rows(fast_fanout.db)) == 1000
+
+
+async def test_a_subscription_created_just_before_an_event_gets_it(fanout: Fanout) -> None:
+    for _ in range(20):
+        event = await fanout.event("invoice.paid")
+        sub = await insert_subscription(fanout.db, ["invoice.paid"])
+        await fanout.publish(event)
+        [delivery] = await fanout.deliveries(1)
+        assert (delivery.event_id, delivery.subscription_id) == (event.event_id, sub)
+        await fanout.db.execute("UPDATE subscriptions SET deleted_at = now() WHERE id = $1", sub)
+
+
+async def test_a_disabled_subscription_gets_nothing_more(fanout: Fanout) -> None:
+    sub = await insert_subscription(fanout.db, ["invoice.paid"])
+    other = await insert_subscription(fanout.db, ["order.*"])
+    await fanout.db.execute(
+        "UPDATE subscriptions SET status = 'disabled', disabled_reason = 'manual' WHERE id = $1",
+        sub,
+    )
+    await fanout.publish(await fanout.event("invoice.paid"))
+    last = await fanout.event("order.paid")
+    await fanout.publish(last)
+    assert pairs(await fanout.deliveries(1)) == {(last.event_id, other)}
+    assert await fanout.queue_depth(fanout.topology.deliveries_queue.name) == 0
