@@ -62,16 +62,32 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pids_named(comm: str) -> list[int]:
+    """Every live process whose command name is `comm` (as `beam.smp` or `postgres`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == comm:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 class CpuMeter:
     """CPU seconds some processes use over a window.
 
-    A process that exits before `stop` counts with its last `sample()`.
+    `pids` are single processes; `groups` are command names whose processes are summed (the
+    broker, the database server), looked up again at every sample. A process that exits
+    before `stop` counts with its last `sample()`.
     """
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+    def __init__(self, pids: dict[str, int | None], groups: dict[str, str] | None = None) -> None:
         self._pids = {name: pid for name, pid in pids.items() if pid is not None}
-        self._first: dict[str, float] = {}
-        self._last: dict[str, float] = {}
+        self._groups = groups or {}
+        self._first: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
         self._started_at = 0.0
 
     def start(self) -> None:
@@ -80,20 +96,23 @@ class CpuMeter:
         self.sample()
 
     def sample(self) -> None:
-        for name, pid in self._pids.items():
-            used = cpu_seconds(pid)
+        members = [(name, pid) for name, pid in self._pids.items()]
+        for name, comm in self._groups.items():
+            members += [(name, pid) for pid in pids_named(comm)]
+        for key in members:
+            used = cpu_seconds(key[1])
             if used is not None:
-                self._first.setdefault(name, used)
-                self._last[name] = used
+                self._first.setdefault(key, used)
+                self._last[key] = used
 
     def stop(self) -> tuple[dict[str, float | None], float]:
-        """CPU seconds each process used since `start`, and the window's length in seconds."""
+        """CPU seconds each process (or group) used since `start`, and the window's length."""
         self.sample()
         window_s = time.monotonic() - self._started_at
-        used: dict[str, float | None] = {}
-        for name in self._pids:
-            first, last = self._first.get(name), self._last.get(name)
-            used[name] = None if first is None or last is None else last - first
+        used: dict[str, float | None] = dict.fromkeys([*self._pids, *self._groups])
+        for key, last in self._last.items():
+            name = key[0]
+            used[name] = (used[name] or 0.0) + last - self._first[key]
         return used, window_s
 
 

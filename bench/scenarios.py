@@ -36,6 +36,8 @@ STALL_TIMEOUT_S = 30.0
 SETTLE_S = 1.0
 """Extra wait after the last expected delivery, so late duplicates are counted too."""
 POLL_S = 0.25
+SHARED_SERVERS = {"rabbitmq": "beam.smp", "postgres": "postgres"}
+"""Servers whose CPU is measured too; other users of the same servers count in it."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ async def run_hookline(
         try:
             await _warm_up(stack, receiver, publisher, len(healthy_subs))
             pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
-            meter = CpuMeter(pids)
+            meter = CpuMeter(pids, SHARED_SERVERS)
             meter.start()
             watcher = QueueWatcher(plan.amqp_url, namespace)
             watcher.start()
@@ -310,7 +312,7 @@ async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
     with (plan.log_dir / f"{namespace}.log").open("wb") as log:
         proc = await _start_ceiling(plan, namespace, count, target, log)
     waiting = asyncio.create_task(wait_for_receipts(receiver, namespace, count, "ceiling"))
-    meter = CpuMeter({"ceiling": proc.pid, "receiver": receiver.pid})
+    meter = CpuMeter({"ceiling": proc.pid, "receiver": receiver.pid}, SHARED_SERVERS)
     meter.start()
     try:
         stdout, rss, cpu = await _await_ceiling(proc, waiting, meter)
