@@ -21,7 +21,7 @@ from shared.runtime import serve
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.fanout_support import insert_subscription
-from tests.support import AMQP_URL
+from tests.support import ADMIN_DATABASE_URL, AMQP_URL
 
 WAIT_S = 10.0
 
@@ -286,3 +286,42 @@ async def test_a_disabled_subscription_gets_nothing_more(fanout: Fanout) -> None
     await fanout.publish(last)
     assert pairs(await fanout.deliveries(1)) == {(last.event_id, other)}
     assert await fanout.queue_depth(fanout.topology.deliveries_queue.name) == 0
+
+
+async def _wait_readyz(settings: Settings, status: int) -> None:
+    url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
+    async with aiohttp.ClientSession() as session, asyncio.timeout(WAIT_S):
+        while True:
+            async with session.get(url) as response:
+                if response.status == status:
+                    return
+            await asyncio.sleep(0.05)
+
+
+async def test_an_event_waits_out_a_database_outage(fanout: Fanout) -> None:
+    sub = await insert_subscription(fanout.db, ["invoice.paid"])
+    event = await fanout.event("invoice.paid")
+    database = await fanout.db.fetchval("SELECT current_database()")
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
+    try:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            database,
+        )
+        await fanout.publish(event)
+        await _wait_readyz(fanout.settings, 503)
+        await asyncio.sleep(0.5)
+        assert await fanout.queue_depth(fanout.topology.deliveries_queue.name) == 0
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+    [delivery] = await fanout.deliveries(1)
+    assert (delivery.event_id, delivery.subscription_id) == (event.event_id, sub)
+    db = await asyncpg.connect(fanout.settings.database_url.get_secret_value())
+    try:
+        assert len(await stored_rows(db)) == 1
+    finally:
+        await db.close()
+    await _wait_readyz(fanout.settings, 200)
