@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +74,20 @@ class Fanout:
     async def deliveries(self, count: int) -> list[DeliveryMessage]:
         taken = await self.take(self.topology.deliveries_queue.name, count)
         return [DeliveryMessage.from_amqp(dict(m.headers), m.body) for m in taken]
+
+    async def deliveries_until(
+        self, enough: Callable[[list[DeliveryMessage]], bool]
+    ) -> list[DeliveryMessage]:
+        """Deliveries taken (acked) until `enough(taken)`; fails when they do not come."""
+        queue = await self.channel.get_queue(self.topology.deliveries_queue.name)
+        taken: list[DeliveryMessage] = []
+        async with asyncio.timeout(WAIT_S), queue.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                taken.append(DeliveryMessage.from_amqp(dict(message.headers), message.body))
+                if enough(taken):
+                    break
+        return taken
 
     async def queue_depth(self, queue_name: str) -> int:
         declared = await self.channel.declare_queue(queue_name, passive=True)
@@ -325,3 +339,19 @@ async def test_an_event_waits_out_a_database_outage(fanout: Fanout) -> None:
     finally:
         await db.close()
     await _wait_readyz(fanout.settings, 200)
+
+
+async def test_stopping_midway_loses_nothing(
+    settings: Settings, connection: AbstractRobustConnection
+) -> None:
+    expected: set[tuple[str, str]] = set()
+    async for first in _start(settings, connection):
+        subs = [await insert_subscription(first.db, ["load.*"]) for _ in range(3)]
+        events = [await first.event("load.tested") for _ in range(300)]
+        expected = {(e.event_id, s) for e in events for s in subs}
+        await asyncio.gather(*(first.publish(e) for e in events))
+        # Leaving the loop stops fanout with events still in flight.
+    async for second in _start(settings, connection):
+        await second.deliveries_until(lambda seen: pairs(seen) == expected)
+        assert len(await stored_rows(second.db)) == len(expected)
+        assert await second.queue_depth(second.topology.fanout_queue.name) == 0
