@@ -15,6 +15,7 @@ insert skips existing ids), and receivers deduplicate on `webhook-id` (CONTRACT 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aio_pika
@@ -65,7 +66,7 @@ class Router:
         self._default = default_exchange
         self._rejected_queue = rejected_queue
         self._failures = 0
-        self._stopping = False
+        self._stopping = asyncio.Event()
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -85,7 +86,7 @@ class Router:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait for events in flight to finish; False when `timeout_s` ran out first."""
-        self._stopping = True
+        self._stopping.set()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
@@ -156,11 +157,12 @@ class Router:
             "event_requeued",
             event_id=event_id,
             error=f"{type(exc).__name__}: {exc}",
-            retry_in_s=0 if self._stopping else delay_s,
+            retry_in_s=delay_s,
         )
-        if not self._stopping:
-            # Holding the message meanwhile keeps its prefetch slot: that is the backpressure.
-            await asyncio.sleep(delay_s)
+        # Holding the message meanwhile keeps its prefetch slot: that is the backpressure.
+        # A stop cuts the wait short, so shutdown is not held up by a sleeping retry.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay_s)
         await _settle(message.nack(requeue=True))
 
 
