@@ -47,6 +47,11 @@ class DeliveryPublisher:
         Raises BrokerUnavailable (or the AMQP error) when any is not confirmed; the caller
         then publishes them all again, which is safe as each keeps its delivery id.
         """
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            await self._publish(event, rows)
+
+    async def _publish(self, event: EventMessage, rows: list[DeliveryRow]) -> None:
+        # Waits for the robust connection while it reconnects, within the caller's deadline.
         underlay = await self._channel.get_underlay_channel()
         # One header dict per event, copied per delivery: only two values differ.
         base: dict[str, Any] = {
@@ -75,10 +80,8 @@ class DeliveryPublisher:
                     mandatory=False,
                 )
             )
-        # One deadline for the event rather than a timer per message: the timers cost more
-        # than the rest of a publish.
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            results = await asyncio.gather(*publishes, return_exceptions=True)
+        # No timeout per message: one deadline for the event (above) costs far less.
+        results = await asyncio.gather(*publishes, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -79,6 +79,11 @@ class Router:
         self._idle.clear()
         try:
             await self._route(message)
+        except Exception as exc:
+            # A bug, not bad luck: park the event where it can be looked at and sent again,
+            # rather than looping on it or leaving it unacked.
+            log.error("event_handling_failed", message_id=message.message_id, exc_info=exc)
+            await self._reject(message, "internal_error", f"{type(exc).__name__}: {exc}")
         finally:
             self._inflight -= 1
             if self._inflight == 0:
