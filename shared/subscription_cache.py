@@ -75,13 +75,17 @@ class SubscriptionCache:
     async def start(self) -> None:
         """Connect, LISTEN and load every subscription; returns once loaded.
 
-        Raises StorageUnavailable when Postgres cannot be reached at start.
+        Raises StorageUnavailable when Postgres cannot be reached at start, and
+        ConfigurationError when a stored secret does not open with HOOKLINE_SECRET_KEY.
         """
         try:
             await self._connect_and_load()
         except _CONNECTION_ERRORS as exc:
             await self._drop_connection()
             raise StorageUnavailable(f"cannot load subscriptions: {exc}") from exc
+        except BaseException:
+            await self._drop_connection()
+            raise
         self._watch_task = asyncio.create_task(
             self._watch(), name=f"subscription-cache-watch-{self._service}"
         )
@@ -98,7 +102,8 @@ class SubscriptionCache:
 
     def ready(self) -> bool:
         """True while the LISTEN connection is up and the cache is loaded."""
-        return self._loaded and self._connected and not self._lost.is_set()
+        watching = self._watch_task is not None and not self._watch_task.done()
+        return self._loaded and self._connected and not self._lost.is_set() and watching
 
     # Reads
 
@@ -283,7 +288,8 @@ class SubscriptionCache:
             await self._drop_connection()
             try:
                 await self._connect_and_load()
-            except _CONNECTION_ERRORS as exc:
+            except (*_CONNECTION_ERRORS, ConfigurationError, ValueError) as exc:
+                # A secret that stopped opening is an operator's fix: keep trying meanwhile.
                 log.warning(
                     "subscription_listener_reconnect_failed",
                     service=self._service,
@@ -310,8 +316,8 @@ class SubscriptionCache:
         while self._dirty:
             async with self._lock:
                 conn = self._conn
-                if conn is None or not self._connected:
-                    # The reload after reconnecting reads these rows too.
+                if conn is None or not self._connected or not self._dirty:
+                    # Nothing left, or the reload after reconnecting reads these rows too.
                     return
                 subscription_id = self._dirty.pop()
                 try:

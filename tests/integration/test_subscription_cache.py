@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from shared.errors import ConfigurationError, StorageUnavailable
 from shared.secretbox import SecretBox, new_key
 from shared.settings import Settings
 from shared.signing import generate_secret, secret_bytes
@@ -174,3 +175,24 @@ async def test_encrypted_secrets_are_opened(settings: Settings, db: asyncpg.Conn
         assert sub is not None and sub.keys == (secret_bytes(secret),)
     finally:
         await cache.close()
+
+
+async def test_start_fails_clearly_without_the_secret_key(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    sealed = SecretBox(SecretStr(new_key())).seal(generate_secret())
+    await insert_subscription(db, ["invoice.paid"], secret=sealed)
+    cache = SubscriptionCache(
+        settings.database_url.get_secret_value(), SecretBox(None), service="t"
+    )
+    with pytest.raises(ConfigurationError, match="HOOKLINE_SECRET_KEY"):
+        await cache.start()
+    assert not cache.ready()
+
+
+async def test_start_fails_clearly_without_postgres() -> None:
+    cache = SubscriptionCache(
+        "postgresql://postgres@127.0.0.1:1/hookline", SecretBox(None), service="t"
+    )
+    with pytest.raises(StorageUnavailable):
+        await cache.start()
