@@ -156,6 +156,48 @@ async def _publish_with_bar(
         )
 
 
+@dataclass
+class _Measured:
+    published: PublishResult
+    cpu: tuple[dict[str, float | None], float]
+    watcher: QueueWatcher
+
+
+async def _measure(
+    plan: Plan,
+    receiver: Receiver,
+    stack: Stack,
+    name: str,
+    events: int,
+    events_per_s: float | None,
+    healthy: int,
+) -> _Measured:
+    """Warm up, then publish while watching CPU and queues, until every delivery arrived."""
+    namespace = stack.namespace
+    exchange = Topology(namespace, ()).ingest_exchange.name
+    publisher = Publisher(plan.amqp_url, exchange, namespace)
+    await publisher.open()
+    try:
+        await _warm_up(stack, receiver, publisher, healthy)
+        pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
+        meter = CpuMeter(pids, SHARED_SERVERS)
+        meter.start()
+        watcher = QueueWatcher(plan.amqp_url, namespace)
+        watcher.start()
+        waiting = asyncio.create_task(
+            wait_for_receipts(receiver, namespace, events * healthy, name)
+        )
+        try:
+            published = await _publish_with_bar(publisher, events, events_per_s, name)
+            await waiting
+        finally:
+            waiting.cancel()
+            await watcher.stop()
+        return _Measured(published, meter.stop(), watcher)
+    finally:
+        await publisher.close()
+
+
 async def run_hookline(
     plan: Plan,
     receiver: Receiver,
@@ -181,38 +223,19 @@ async def run_hookline(
     async with stack:
         urls = [receiver.url(namespace, i, hanging=hanging and i == 0) for i in range(subs)]
         await _create_subscriptions(stack, urls)
-        exchange = Topology(namespace, ()).ingest_exchange.name
-        publisher = Publisher(plan.amqp_url, exchange, namespace)
-        await publisher.open()
-        try:
-            await _warm_up(stack, receiver, publisher, len(healthy_subs))
-            pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
-            meter = CpuMeter(pids, SHARED_SERVERS)
-            meter.start()
-            watcher = QueueWatcher(plan.amqp_url, namespace)
-            watcher.start()
-            waiting = asyncio.create_task(
-                wait_for_receipts(receiver, namespace, events * len(healthy_subs), name)
-            )
-            try:
-                published = await _publish_with_bar(publisher, events, events_per_s, name)
-                await waiting
-            finally:
-                waiting.cancel()
-                await watcher.stop()
-            cpu = meter.stop()
-        finally:
-            await publisher.close()
+        measured = await _measure(
+            plan, receiver, stack, name, events, events_per_s, len(healthy_subs)
+        )
         await asyncio.sleep(SETTLE_S)
         receipts = await receiver.collect(namespace)
-        stored, last_stored = await _stored(stack, published.started_at)
+        stored, last_stored = await _stored(stack, measured.published.started_at)
         stack.check_alive()
     result = _result(
-        name, plan, events, receipts, healthy_subs, published, stored, last_stored, stack
+        name, plan, events, receipts, healthy_subs, measured.published, stored, last_stored, stack
     )
-    result.cpu_seconds, result.cpu_window_s = cpu
-    result.notes.append(watcher.summary())
-    result.queue_depths = watcher.samples
+    result.cpu_seconds, result.cpu_window_s = measured.cpu
+    result.notes.append(measured.watcher.summary())
+    result.queue_depths = measured.watcher.samples
     return result
 
 
