@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import asyncpg
+import pytest
 
 from shared.ids import new_id
 from shared.signing import generate_secret
@@ -34,3 +38,12 @@ async def insert_subscription(
         deleted,
     )
     return sub_id
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 1.0) -> None:
+    """Wait until `check()` holds; fail after `within_s`."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not true within {within_s}s")
+        await asyncio.sleep(0.01)

@@ -16,11 +16,12 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from services.fanout.app import run
 from shared.ids import delivery_id, new_id
+from shared.metrics import REGISTRY
 from shared.models import H_ERROR, DeliveryMessage, EventMessage, webhook_body
 from shared.runtime import serve
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.integration.fanout_support import insert_subscription
+from tests.integration.fanout_support import eventually, insert_subscription
 from tests.support import ADMIN_DATABASE_URL, AMQP_URL
 
 WAIT_S = 10.0
@@ -270,12 +271,19 @@ async def test_an_unstored_event_is_rejected_without_holding_up_others(
 
 
 async def test_many_events_each_reach_every_subscription_once(fast_fanout: Fanout) -> None:
+    counted_before = REGISTRY.get_sample_value("hookline_fanout_deliveries_total") or 0.0
     subs = {await insert_subscription(fast_fanout.db, ["load.*"]) for _ in range(5)}
     events = [await fast_fanout.event("load.tested") for _ in range(200)]
     await asyncio.gather(*(fast_fanout.publish(e) for e in events))
     deliveries = await fast_fanout.deliveries(1000)
     assert pairs(deliveries) == {(e.event_id, s) for e in events for s in subs}
     assert len(await stored_rows(fast_fanout.db)) == 1000
+    # Counted right after the confirms, which may come a moment after the messages arrive.
+    await eventually(
+        lambda: (
+            REGISTRY.get_sample_value("hookline_fanout_deliveries_total") == counted_before + 1000
+        )
+    )
 
 
 async def test_a_subscription_created_just_before_an_event_gets_it(fanout: Fanout) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -14,19 +14,10 @@ from shared.secretbox import SecretBox, new_key
 from shared.settings import Settings
 from shared.signing import generate_secret, secret_bytes
 from shared.subscription_cache import SubscriptionCache
-from tests.integration.fanout_support import insert_subscription
+from tests.integration.fanout_support import eventually, insert_subscription
 from tests.support import ADMIN_DATABASE_URL
 
 FRESH_WITHIN_S = 1.0
-
-
-async def eventually(check: Callable[[], bool], within_s: float = FRESH_WITHIN_S) -> None:
-    """Wait until `check()` holds; fail after `within_s`."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not true within {within_s}s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
