@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from contextlib import AsyncExitStack
 
+from services.sender.acks import BatchAcker
 from services.sender.attempt_log import AttemptLog
 from services.sender.client import create_session
 from services.sender.disable import run_sweeper
@@ -54,9 +55,20 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         attempt_log.start()
         stack.push_async_callback(attempt_log.close, _LOG_CLOSE_TIMEOUT_S)
 
+        acker = BatchAcker()
+        acker.start()
+        # Registered after the connection: the last acks go out before it closes.
+        stack.push_async_callback(acker.close)
         worker = DeliveryWorker(
             WorkerParts(
-                settings, pool, cache, box, session, attempt_log, Requeue(publish_channel, topology)
+                settings,
+                pool,
+                cache,
+                box,
+                session,
+                attempt_log,
+                Requeue(publish_channel, topology),
+                acker,
             )
         )
         # Prefixed: `hookline all` puts every service's checks in one Readiness.

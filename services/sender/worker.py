@@ -4,9 +4,10 @@ Per message: look the subscription up (deleted or disabled: record `cancelled`, 
 nothing); take a slot of its target (none free: park it in a retry queue, confirmed); POST
 within the global concurrency bound; classify; then, concurrently, publish where it goes next
 (retry queue or dead queue, confirmed) and write the attempt log (group commit); ack only
-after both. The HTTP slots are released before waiting for the log, so a slow flush never
-holds a connection. Any unexpected error leaves the message unacked and nacks it back after
-a pause: it is tried again, never dropped.
+after both (the acks of many messages share one frame: `services.sender.acks`). The HTTP
+slots are released before waiting for the log, so a slow flush never holds a connection. Any
+unexpected error leaves the message unacked and nacks it back after a pause: it is tried
+again, never dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
 from services.sender import client
+from services.sender.acks import BatchAcker
 from services.sender.attempt_log import AttemptLog, AttemptRow, DeliveryChange
 from services.sender.classify import AttemptResult, Outcome, Verdict, classify
 from services.sender.disable import disable
@@ -54,6 +56,7 @@ class WorkerParts:
     session: aiohttp.ClientSession
     attempt_log: AttemptLog
     requeue: Requeue
+    acker: BatchAcker
 
 
 class DeliveryWorker:
@@ -68,12 +71,17 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        """Handle one consumed message to its ack (or, on an unexpected error, its nack)."""
+        """Handle one consumed message to its ack (or, on an unexpected error, its nack).
+
+        The ack itself is sent by the `BatchAcker` within a few ms of returning.
+        """
+        ticket = self._p.acker.received(message)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
             await self._process(message)
+            self._p.acker.finish(ticket)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -86,6 +94,9 @@ class DeliveryWorker:
             await asyncio.sleep(_NACK_PAUSE_S)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
+                # Only once the nack went out: a tag still unsettled at the broker must keep
+                # blocking multiple acks rather than be acked unprocessed.
+                self._p.acker.forget(ticket)
         finally:
             if task is not None:
                 self._tasks.discard(task)
@@ -112,7 +123,6 @@ class DeliveryWorker:
             log.error("malformed_delivery_dead_lettered", error=str(exc))
             await self._p.requeue.dead_raw(headers, message.body, f"malformed: {exc}")
             metrics.DEAD_LETTERED.inc()
-            await message.ack()
             return
         sub = await self._subscription(msg.subscription_id)
         if sub is None or not sub.enabled:
@@ -125,7 +135,6 @@ class DeliveryWorker:
             finally:
                 self._limits.release(sub.id)
             await self._settle(msg, sub, result, started_at)
-        await message.ack()
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:
         sub = self._p.cache.get(subscription_id)
