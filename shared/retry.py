@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+DEFERRAL_PATIENCE_GROWTH_MAX = 20.0
+"""The longest a repeatedly deferred delivery waits, in delivery timeouts (then rounded up to a
+queue delay): 5 minutes with the default schedule and a 15 s timeout."""
+
 
 @dataclass(frozen=True)
 class RetrySchedule:
@@ -51,15 +55,20 @@ class RetrySchedule:
         return self.queue_delays_s[index]
 
     def deferral_delay(self, deferrals: int, patience_s: float) -> float:
-        """How long a delivery deferred for the `deferrals`-th time waits before coming back.
+        """How long a delivery deferred for the `deferrals`-th time in a row waits to come back.
 
         The first deferral waits the shortest delay; each further one the next longer delay,
-        but never longer than the queue that covers `patience_s` (the time a busy target
-        needs at most to free a slot, i.e. the delivery timeout). Growing waits keep a target
-        that hangs from cycling its backlog through the broker many times a second.
+        but never longer than the queue covering the patience for that deferral: the time a
+        busy target needs at most to free a slot (the delivery timeout), doubled with each
+        consecutive deferral up to `DEFERRAL_PATIENCE_GROWTH_MAX` times it. A target that keeps
+        its slots full for many timeouts (a hanging receiver) thus parks its backlog for longer
+        instead of cycling it through the broker every timeout; a target that had to wait once
+        comes back after the shortest delay.
         """
-        index = min(max(deferrals, 1), len(self.queue_delays_s)) - 1
-        return min(self.queue_delays_s[index], self.queue_delay_at_least(patience_s))
+        count = max(deferrals, 1)
+        index = min(count, len(self.queue_delays_s)) - 1
+        growth = min(2.0 ** min(count - 1, 32), DEFERRAL_PATIENCE_GROWTH_MAX)
+        return min(self.queue_delays_s[index], self.queue_delay_at_least(patience_s * growth))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

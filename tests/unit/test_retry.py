@@ -51,6 +51,23 @@ def test_deferrals_wait_longer_each_time_up_to_the_patience() -> None:
     assert [short.deferral_delay(n, patience_s=2.0) for n in (1, 2, 3)] == [0.2, 0.4, 0.4]
 
 
+def test_repeated_deferrals_park_a_saturated_target_beyond_one_timeout_but_not_forever() -> None:
+    # A 5 s timeout is covered by the 5 s queue: a target that had to wait once comes back
+    # after 5 s, one still full 5 s later is parked for 5 minutes, never for the 30 m queue.
+    waits = [DEFAULT.deferral_delay(n, patience_s=5.0) for n in (1, 2, 3, 20, 10_000)]
+    assert waits == [5.0, 300.0, 300.0, 300.0, 300.0]
+    # A short timeout grows its patience step by step before it needs the 5 m queue.
+    steps = RetrySchedule((1.0, 10.0, 100.0, 1000.0))
+    assert [steps.deferral_delay(n, patience_s=1.0) for n in (1, 2, 3, 4, 5, 6)] == [
+        1.0,
+        10.0,
+        10.0,
+        10.0,
+        100.0,
+        100.0,
+    ]
+
+
 def test_retry_after_in_seconds() -> None:
     assert parse_retry_after("120") == 120.0
     assert parse_retry_after(" 0 ") == 0.0
