@@ -221,7 +221,10 @@ class DeliveryWorker:
         metrics.DELIVERY_DURATION.observe(result.duration_s)
         if verdict.outcome is Outcome.SUCCESS and msg.accepted_at > 0:
             metrics.END_TO_END.observe(max(0.0, time.time() - msg.accepted_at))
-        log.info(
+        # Every attempt is in the attempt log and the metrics; at info level only the ones
+        # that did not succeed are logged, sparing one log render per healthy delivery.
+        emit = log.debug if verdict.outcome is Outcome.SUCCESS else log.info
+        emit(
             "delivery_attempted",
             delivery_id=msg.delivery_id,
             event_id=msg.event_id,
