@@ -18,15 +18,21 @@ import asyncpg
 
 from services.ingest.publisher import Publisher
 from services.ingest.store import events as event_store
-from services.ingest.store.events import StoredEvent
+from services.ingest.store.events import NewEvent, StoredEvent
 from shared.batching import BatchWriter, WriterClosed
-from shared.errors import StorageUnavailable
+from shared.errors import BrokerUnavailable, HooklineError, StorageUnavailable
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
 from shared.models import EventIn, EventMessage, webhook_body
 
 log = get_logger("ingest")
+
+BATCH_DELAY_S = 0.003
+"""How long a batch waits for more events; while one batch is written the next one gathers."""
+BATCH_MAX_EVENTS = 500
+BATCH_CONCURRENCY = 4
+"""Batches in their store/publish/mark steps at once (each holds one pooled connection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +70,43 @@ class KeyLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One `accept` call inside a batch; the batch fills in its outcome."""
+
+    new: NewEvent
+    stored: StoredEvent | None = None
+    inserted: bool = False
+    published: bool = False
+    error: HooklineError | None = None
+
+
 class Intake:
-    """Stores and dispatches events. `start()` before use, `close()` after."""
+    """Stores and dispatches events in batches. `start()` before use, `close()` after.
+
+    Events accepted within a few milliseconds of each other (from AMQP and HTTP alike) share
+    one INSERT statement, one burst of publishes whose confirms are awaited together, and
+    one UPDATE marking them dispatched.
+    """
 
     def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
         self._pool = pool
         self._publisher = publisher
         self._locks = KeyLocks()
-        self._marks: BatchWriter[str] = BatchWriter(self._mark_dispatched, name="events_dispatched")
+        self._batches: BatchWriter[_Pending] = BatchWriter(
+            self._store_and_dispatch,
+            name="events",
+            max_rows=BATCH_MAX_EVENTS,
+            max_delay_s=BATCH_DELAY_S,
+            concurrency=BATCH_CONCURRENCY,
+            is_row_error=_is_row_error,
+        )
 
     def start(self) -> None:
-        self._marks.start()
+        self._batches.start()
 
     async def close(self) -> None:
-        await self._marks.close()
+        await self._batches.close()
 
     async def accept(self, event: EventIn, source: str) -> Accepted:
         """Store and publish `event` (already validated).
@@ -85,35 +114,93 @@ class Intake:
         Raises StorageUnavailable or BrokerUnavailable; the caller may try again, and the
         idempotency key (when given) keeps that from delivering twice.
         """
+        pending = _Pending(NewEvent(new_id("evt"), event, source))
+        # Held until the event is marked dispatched: a second copy of the key then finds the
+        # first one dispatched instead of publishing it again.
         async with self._locks.hold(event.id):
-            stored, inserted = await event_store.insert(self._pool, new_id("evt"), event, source)
-            if not inserted and stored.dispatched_at is not None:
-                EVENTS_DUPLICATE.labels(source).inc()
-                log.info("event_duplicate_ignored", event_id=stored.id, event_type=stored.type)
-                return Accepted(stored, duplicate=True)
-            await self._publisher.publish_event(_message(stored))
-            if await self._mark(stored):
-                stored = replace(stored, dispatched_at=datetime.now(UTC))
-        if inserted:
+            try:
+                await self._batches.submit([pending])
+            except WriterClosed as exc:
+                raise BrokerUnavailable("ingest is shutting down") from exc
+        if pending.error is not None:
+            raise pending.error
+        stored = pending.stored
+        assert stored is not None
+        if pending.inserted:
             EVENTS_INGESTED.labels(source).inc()
             log.info("event_ingested", event_id=stored.id, event_type=stored.type, source=source)
-        else:
+        elif pending.published:
             EVENTS_DUPLICATE.labels(source).inc()
             log.info("event_redispatched", event_id=stored.id, event_type=stored.type)
-        return Accepted(stored, duplicate=not inserted)
+        else:
+            EVENTS_DUPLICATE.labels(source).inc()
+            log.info("event_duplicate_ignored", event_id=stored.id, event_type=stored.type)
+        return Accepted(stored, duplicate=not pending.inserted)
 
-    async def _mark(self, stored: StoredEvent) -> bool:
+    async def _store_and_dispatch(self, batch: list[_Pending]) -> None:
+        """The batch writer's write: raises only before anything was published."""
+        firsts, copies = _merge_copies(batch)
+        results = await event_store.insert_many(self._pool, [p.new for p in firsts])
+        to_publish: list[_Pending] = []
+        messages: list[EventMessage] = []
+        for pending, (stored, inserted) in zip(firsts, results, strict=True):
+            pending.stored, pending.inserted = stored, inserted
+            if inserted or stored.dispatched_at is None:
+                to_publish.append(pending)
+                messages.append(_message(stored))
+        errors = await self._publisher.publish_events(messages)
+        published: list[_Pending] = []
+        for pending, error in zip(to_publish, errors, strict=True):
+            if error is None:
+                pending.published = True
+                published.append(pending)
+            else:
+                pending.error = error
+        await self._mark(published)
+        for copy, first in copies:
+            copy.stored, copy.inserted, copy.error = first.stored, False, first.error
+
+    async def _mark(self, published: list[_Pending]) -> None:
+        if not published:
+            return
+        ids = [p.stored.id for p in published if p.stored is not None]
         try:
-            await self._marks.submit([stored.id])
-            return True
-        except (StorageUnavailable, WriterClosed) as exc:
-            # The event is already safe on {ns}.events; failing the caller now would only
-            # make it publish the event again. A later copy of its key republishes it.
-            log.warning("event_dispatch_unrecorded", event_id=stored.id, error=str(exc))
-            return False
+            await event_store.mark_dispatched(self._pool, ids)
+        except StorageUnavailable as exc:
+            # The events are already safe on {ns}.events; failing the callers now would only
+            # make them publish the events again. A later copy of a key republishes it.
+            log.warning("events_dispatch_unrecorded", events=len(ids), error=str(exc))
+            return
+        now = datetime.now(UTC)
+        for pending in published:
+            if pending.stored is not None:
+                pending.stored = replace(pending.stored, dispatched_at=now)
 
-    async def _mark_dispatched(self, event_ids: list[str]) -> None:
-        await event_store.mark_dispatched(self._pool, event_ids)
+
+def _merge_copies(batch: list[_Pending]) -> tuple[list[_Pending], list[tuple[_Pending, _Pending]]]:
+    """The first of each idempotency key, and each later copy with its first.
+
+    KeyLocks keep copies of a key in separate batches within one process; merging here
+    keeps the guarantee even if they meet, since one INSERT cannot see its own rows.
+    """
+    firsts: list[_Pending] = []
+    copies: list[tuple[_Pending, _Pending]] = []
+    seen: dict[str, _Pending] = {}
+    for pending in batch:
+        key = pending.new.event.id
+        if key is None:
+            firsts.append(pending)
+        elif key in seen:
+            copies.append((pending, seen[key]))
+        else:
+            seen[key] = pending
+            firsts.append(pending)
+    return firsts, copies
+
+
+def _is_row_error(exc: BaseException) -> bool:
+    """Postgres refusing some row's data (e.g. a NUL in a string): split the batch to find it."""
+    return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
 
 
 def _message(stored: StoredEvent) -> EventMessage:

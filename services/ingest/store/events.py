@@ -1,25 +1,39 @@
-"""Stored events: insert once per idempotency key, mark dispatched in batches, read back."""
+"""Stored events: inserted in batches once per idempotency key, marked dispatched, read back."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from services.ingest.store import connection
 from shared.models import EventIn
 
 _COLUMNS = "id, type, data, tenant_id, idempotency_key, source, created_at, dispatched_at"
 
-_INSERT = f"""
-INSERT INTO events (id, type, data, tenant_id, idempotency_key, source)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {_COLUMNS}
+# One statement for a whole batch: the rows it inserted, then the rows already holding the
+# keys it skipped. The second branch reads the snapshot from before the INSERT, so it sees
+# only rows that existed before; a key committed by another process meanwhile is read after.
+_INSERT_MANY = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+        AS t(id, type, data, tenant_id, idempotency_key, source)
+), inserted AS (
+    INSERT INTO events (id, type, data, tenant_id, idempotency_key, source)
+    SELECT id, type, data::jsonb, tenant_id, idempotency_key, source FROM input
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING {_COLUMNS}
+)
+SELECT true AS inserted, {_COLUMNS} FROM inserted
+UNION ALL
+SELECT false, {", ".join("e." + c for c in _COLUMNS.split(", "))}
+FROM events e JOIN input i ON e.idempotency_key = i.idempotency_key
 """
-_BY_KEY = f"SELECT {_COLUMNS} FROM events WHERE idempotency_key = $1"
+_BY_KEYS = f"SELECT {_COLUMNS} FROM events WHERE idempotency_key = ANY($1::text[])"
 _BY_ID = f"SELECT {_COLUMNS} FROM events WHERE id = $1"
 _MARK_DISPATCHED = (
     "UPDATE events SET dispatched_at = now() WHERE id = ANY($1::text[]) AND dispatched_at IS NULL"
@@ -28,6 +42,9 @@ _DELIVERIES = (
     "SELECT id, subscription_id, status, attempts FROM deliveries"
     " WHERE event_id = $1 ORDER BY created_at, id"
 )
+
+
+_FIELDS = tuple(_COLUMNS.split(", "))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +60,53 @@ class StoredEvent:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> StoredEvent:
-        return cls(**dict(row))
+        return cls(*(row[name] for name in _FIELDS))
 
 
-async def insert(
-    pool: asyncpg.Pool, event_id: str, event: EventIn, source: str
-) -> tuple[StoredEvent, bool]:
-    """Store `event`; (the stored event, True) or, when its key was seen, (the first, False)."""
-    async with connection(pool) as conn:
-        row = await conn.fetchrow(
-            _INSERT, event_id, event.type, event.data, event.tenant_id, event.id, source
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to store, under the id it gets when its key is new."""
+
+    id: str
+    event: EventIn
+    source: str
+
+
+async def insert_many(
+    pool: asyncpg.Pool, new: Sequence[NewEvent]
+) -> list[tuple[StoredEvent, bool]]:
+    """Store a batch in one statement; per row (stored, True), or (the key's first, False).
+
+    The idempotency keys of `new` must be distinct (the caller merges copies of a key).
+    """
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    for row in new:
+        event = row.event
+        values = (
+            row.id,
+            event.type,
+            orjson.dumps(event.data).decode(),
+            event.tenant_id,
+            event.id,
+            row.source,
         )
-        if row is not None:
-            return StoredEvent.from_row(row), True
-        first = await conn.fetchrow(_BY_KEY, event.id)
-    # The key's row cannot vanish (events are never deleted), so a conflict implies a row.
-    assert first is not None
-    return StoredEvent.from_row(first), False
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    async with connection(pool) as conn:
+        rows = await conn.fetch(_INSERT_MANY, *columns)
+        by_id = {r["id"]: (StoredEvent.from_row(r), True) for r in rows if r["inserted"]}
+        by_key = {
+            r["idempotency_key"]: (StoredEvent.from_row(r), False)
+            for r in rows
+            if not r["inserted"]
+        }
+        late = [r.event.id for r in new if r.id not in by_id and r.event.id not in by_key]
+        if late:
+            for r in await conn.fetch(_BY_KEYS, late):
+                by_key[r["idempotency_key"]] = (StoredEvent.from_row(r), False)
+    # A row neither inserted nor found conflicted on its key, whose row then exists (events
+    # are never deleted): a KeyError here would be a bug, not an outage.
+    return [by_id.get(r.id) or by_key[r.event.id] for r in new]
 
 
 async def mark_dispatched(pool: asyncpg.Pool, event_ids: list[str]) -> None:
