@@ -11,7 +11,6 @@ not ready until then and keeps serving what it last knew.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import asyncpg
@@ -33,7 +32,14 @@ _QUERY_TIMEOUT_S = 10.0
 _MEMO_MAX = 10_000
 """Memoized (event type, tenant) answers kept before the memo starts over."""
 
-_CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # Raised by a connection left in a bad state by a dropped backend; reconnecting heals it.
+    asyncpg.InternalClientError,
+)
 
 log = get_logger("subscription_cache")
 
@@ -93,11 +99,11 @@ class SubscriptionCache:
     async def close(self) -> None:
         """Stop listening and close the connection; the cache keeps its last state."""
         self._closing = True
-        for task in (self._watch_task, self._reload_task, self._sync_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [t for t in (self._watch_task, self._reload_task, self._sync_task) if t]
+        for task in tasks:
+            task.cancel()
+        # Their outcome no longer matters; none may stop the close.
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._drop_connection()
 
     def ready(self) -> bool:
@@ -225,12 +231,14 @@ class SubscriptionCache:
     # The connection
 
     async def _connect_and_load(self) -> None:
-        conn = await asyncpg.connect(self._database_url, timeout=_QUERY_TIMEOUT_S)
-        self._conn = conn
-        conn.add_termination_listener(self._on_terminated)
-        # LISTEN before loading: a change committed during the load is then notified too.
-        await conn.add_listener(CHANNEL, self._on_notify)
+        # All under the lock: a probe or reload must not use the connection while LISTEN or
+        # the load is running on it (asyncpg allows one operation at a time).
         async with self._lock:
+            conn = await asyncpg.connect(self._database_url, timeout=_QUERY_TIMEOUT_S)
+            self._conn = conn
+            conn.add_termination_listener(self._on_terminated)
+            # LISTEN before loading: a change committed during the load is then notified too.
+            await conn.add_listener(CHANNEL, self._on_notify)
             # The full load supersedes every row reload queued so far.
             self._dirty.clear()
             subscriptions = await load_all(conn, self._box)
@@ -272,15 +280,14 @@ class SubscriptionCache:
             await self._reconnect()
 
     async def _probe(self) -> None:
-        conn = self._conn
-        if conn is None:
-            self._mark_lost("no connection")
-            return
-        try:
-            async with self._lock:
+        async with self._lock:
+            conn = self._conn
+            if conn is None or not self._connected:
+                return  # the watcher is reconnecting
+            try:
                 await conn.execute("SELECT 1", timeout=_QUERY_TIMEOUT_S)
-        except _CONNECTION_ERRORS as exc:
-            self._mark_lost(f"{type(exc).__name__}: {exc}")
+            except _CONNECTION_ERRORS as exc:
+                self._mark_lost(f"{type(exc).__name__}: {exc}")
 
     async def _reconnect(self) -> None:
         delay_s = _BACKOFF_FIRST_S

@@ -29,7 +29,14 @@ async def insert_deliveries(pool: asyncpg.Pool, rows: list[DeliveryRow]) -> None
         await pool.execute(_INSERT, list(ids), list(event_ids), list(subscription_ids))
     except asyncpg.IntegrityConstraintViolationError:
         raise
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        # A pooled connection whose backend was terminated can fail this way; retry heals it.
+        asyncpg.InternalClientError,
+    ) as exc:
         raise StorageUnavailable(f"cannot write deliveries: {exc}") from exc
 
 
