@@ -67,7 +67,10 @@ class DeliveryWorker:
         settings = parts.settings
         self._schedule = RetrySchedule(settings.retry_delays)
         self._slots = asyncio.Semaphore(settings.sender_concurrency)
-        self._limits = TargetLimits(settings.sender_per_target_concurrency)
+        # Only attempts that ran for half the timeout or more make a target look stuck.
+        self._limits = TargetLimits(
+            settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
@@ -128,12 +131,14 @@ class DeliveryWorker:
         if sub is None or not sub.enabled:
             await self._cancel(msg, deleted=sub is None)
         elif not self._limits.try_acquire(sub.id):
-            await self._defer(msg, deferrals_of(headers) + 1)
+            await self._defer(msg, deferrals_of(headers) + 1, self._limits.stuck_for(sub.id))
         else:
+            took_s = 0.0
             try:
                 result, started_at = await self._attempt(msg, sub)
+                took_s = result.duration_s
             finally:
-                self._limits.release(sub.id)
+                self._limits.release(sub.id, took_s)
             await self._settle(msg, sub, result, started_at)
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:
@@ -157,8 +162,12 @@ class DeliveryWorker:
             reason="subscription_deleted" if deleted else "subscription_disabled",
         )
 
-    async def _defer(self, msg: DeliveryMessage, deferrals: int) -> None:
-        delay_s = self._schedule.deferral_delay(deferrals, self._p.settings.delivery_timeout)
+    async def _defer(self, msg: DeliveryMessage, deferrals: int, stuck_s: float) -> None:
+        patience_s = self._p.settings.delivery_timeout
+        # A target stuck for several timeouts is treated as if this delivery had been deferred
+        # that many times already: its backlog parks for longer from the first deferral on.
+        effective = deferrals + int(stuck_s // patience_s)
+        delay_s = self._schedule.deferral_delay(effective, patience_s)
         await self._p.requeue.retry(msg, delay_s, deferrals=deferrals)
         metrics.DELIVERIES_DEFERRED.inc()
         log.debug(

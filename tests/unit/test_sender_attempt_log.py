@@ -132,3 +132,29 @@ def test_a_target_gets_at_most_its_share_of_slots() -> None:
     limits.release("a")
     limits.release("a")
     assert limits.held("a") == 0
+
+
+def test_a_target_whose_slots_free_only_slowly_counts_as_stuck() -> None:
+    now = [100.0]
+    limits = TargetLimits(1, quick_s=1.0, clock=lambda: now[0])
+    assert limits.try_acquire("hanging")
+    for _ in range(12):  # its backlog keeps knocking, once a second
+        assert not limits.try_acquire("hanging")
+        now[0] += 1
+    limits.release("hanging", took_s=15.0)  # a timeout: the slot freed, but slowly
+    assert limits.try_acquire("hanging")
+    assert not limits.try_acquire("hanging")
+    assert limits.stuck_for("hanging") == 12
+
+
+def test_a_quick_attempt_or_an_idle_target_is_not_stuck() -> None:
+    now = [0.0]
+    limits = TargetLimits(1, quick_s=1.0, clock=lambda: now[0])
+    assert limits.try_acquire("busy") and not limits.try_acquire("busy")
+    now[0] += 5
+    limits.release("busy", took_s=0.01)
+    assert limits.stuck_for("busy") == 0.0
+    assert limits.try_acquire("slow") and not limits.try_acquire("slow")
+    limits.release("slow", took_s=30.0)
+    now[0] += 60  # no refusal for a long while: the spell is over
+    assert limits.stuck_for("slow") == 0.0
