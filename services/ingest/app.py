@@ -57,7 +57,11 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         stack.push_async_callback(connection.close)
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchanges, _ = await declare(publish_channel, *ingest_topology(topology))
-        consume_channel = await connection.channel()
+        # Consuming on a connection of its own: when RabbitMQ throttles the publishing
+        # connection (credit flow), the acks of consumed messages must not wait behind it.
+        consume_connection = await connect(settings, "ingest-consume")
+        stack.push_async_callback(consume_connection.close)
+        consume_channel = await consume_connection.channel()
         await consume_channel.set_qos(prefetch_count=settings.ingest_prefetch)
         ingest_queue = await consume_channel.get_queue(topology.ingest_queue.name, ensure=False)
 
@@ -66,7 +70,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         intake.start()
         stack.push_async_callback(intake.close)
         readiness.add("ingest_postgres", lambda: catalogue.connected)
-        readiness.add("ingest_rabbitmq", lambda: _alive(connection))
+        readiness.add("ingest_rabbitmq", lambda: _alive(connection) and _alive(consume_connection))
 
         ctx = ApiContext(
             settings=settings,
