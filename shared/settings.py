@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     """Attempts in flight to one subscription, so a slow receiver cannot hold all of them."""
     sender_prefetch: int = Field(1024, ge=1)
     fanout_prefetch: int = Field(256, ge=1)
-    ingest_prefetch: int = Field(256, ge=1)
+    ingest_prefetch: int = Field(1024, ge=1)
+    """Ingest stores and publishes its messages in batches, so a window of one RabbitMQ
+    confirm latency (up to 1-2 s on a loaded broker) must hold a batch's worth of them."""
     response_body_cap: SizeBytes = 4096
     shutdown_grace: DurationS = 10.0
     db_pool_size: int = Field(10, ge=1)
