@@ -31,6 +31,7 @@ from services.sender.classify import AttemptResult, Outcome, Verdict, classify
 from services.sender.disable import disable
 from services.sender.limits import TargetLimits
 from services.sender.requeue import Requeue, deferrals_of
+from services.sender.slots import Slots
 from shared import metrics
 from shared.logging import get_logger
 from shared.models import DeliveryMessage
@@ -66,7 +67,7 @@ class DeliveryWorker:
         self._p = parts
         settings = parts.settings
         self._schedule = RetrySchedule(settings.retry_delays)
-        self._slots = asyncio.Semaphore(settings.sender_concurrency)
+        self._slots = Slots(settings.sender_concurrency)
         # Only attempts that ran for half the timeout or more make a target look stuck.
         self._limits = TargetLimits(
             settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
