@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
@@ -74,12 +74,37 @@ def data_errors(validator: Validator, data: Any) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for error in validator.iter_errors(data):
         path = ".".join(["data", *(str(p) for p in error.absolute_path)])
-        # jsonschema quotes the failing value; a bound keeps a big value out of headers and logs.
-        message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
-        found.append((path, message))
+        found.append((path, _rule_broken(error)))
         if len(found) >= _MAX_ERRORS:
             break
     return sorted(found)
+
+
+def _rule_broken(error: ValidationError) -> str:
+    """What rule of the schema failed, in words taken from the schema only.
+
+    jsonschema's own messages quote the failing value, and these messages reach logs,
+    queue headers and API answers: a card number in `data` must not.
+    """
+    rule, value = str(error.validator), error.validator_value
+    if rule == "required" and isinstance(value, list):
+        missing = [
+            name
+            for name in value
+            if isinstance(error.instance, dict) and name not in error.instance
+        ]
+        return f"is missing required properties {missing}"
+    if rule == "additionalProperties" and isinstance(error.instance, dict):
+        return "has properties the schema does not allow"
+    words = {
+        "type": "must be of type",
+        "pattern": "must match the pattern",
+        "enum": "must be one of",
+        "const": "must equal",
+        "format": "must be in the format",
+    }.get(rule, f"must satisfy `{rule}`")
+    text = f"{words} {value!r}" if not isinstance(value, dict | bool) else words
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def entry_from_row(name: str, description: str, schema_json: str | None) -> EventType:

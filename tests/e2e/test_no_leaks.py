@@ -113,10 +113,17 @@ async def test_no_secret_token_key_or_payload_leaks(
             json={"type": "card.charged", "data": {"card": canary}, "tenant_id": tenant},
         ) as answer:
             assert answer.status == 202, await answer.text()
+        # A schema whose failure message would quote the failing value, were it jsonschema's.
+        schema = {"type": "object", "properties": {"card": {"type": "string", "pattern": "^tok_"}}}
+        async with api.post(
+            "/v1/event-types", json={"name": "card.checked", "schema": schema}
+        ) as answer:
+            assert answer.status == 201, await answer.text()
     async with stack.publisher() as publisher:
         await publisher.publish(
             {"type": "card.refunded", "data": {"card": canary}, "tenant_id": tenant}
         )
+        await publisher.publish({"type": "card.checked", "data": {"card": canary}})
     async with stack.api(token=WRONG_TOKEN) as intruder, intruder.get("/v1/subscriptions") as no:
         assert no.status == 401
 
@@ -147,6 +154,7 @@ async def test_no_secret_token_key_or_payload_leaks(
     logs = stack.log_text()
 
     assert len(stack.log_lines()) > 10, "the services logged (almost) nothing"
+    assert "schema_mismatch" in logs, "the schema rejection was not logged at all"
     assert subs["/fail"]["id"] in logs, "the failing deliveries were not logged at all"
     assert "hookline_" in metrics
     forbidden = {API_TOKEN: "API token", WRONG_TOKEN: "rejected token", secret_key: "secret key"}
