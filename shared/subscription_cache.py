@@ -138,11 +138,14 @@ class SubscriptionCache:
         One round trip on the LISTEN connection, shared by every caller waiting meanwhile:
         Postgres sends the notifications of earlier commits before it answers, and then the
         rows they name are read. Fanout calls it before matching an event, so a subscription
-        created just before the event was published gets it. Returns at once while the
-        connection is down (the full reload after reconnecting catches up).
+        created just before the event was published gets it.
+
+        Raises StorageUnavailable while the connection is down, and when the round trip
+        failed: the cache may then be missing changes, and matching against it could send
+        an event to a deleted subscription or miss a new one. The caller retries later.
         """
         if not self.ready():
-            return
+            raise StorageUnavailable("the subscription cache is reconnecting to Postgres")
         waiter = self._next_sync
         if waiter is None:
             waiter = self._next_sync = asyncio.get_running_loop().create_future()
@@ -152,6 +155,8 @@ class SubscriptionCache:
                 )
         await asyncio.shield(waiter)
         await self.settle()
+        if not self.ready():
+            raise StorageUnavailable("the subscription cache lost its Postgres connection")
 
     async def _run_syncs(self) -> None:
         # Callers arriving while a round trip is out wait for the next one: the round trip

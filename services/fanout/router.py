@@ -107,7 +107,12 @@ class Router:
             return
         # Sees every subscription committed before the event was consumed, hence before it
         # was published: "create a subscription, then publish" never misses.
-        await self._cache.sync()
+        try:
+            await self._cache.sync()
+        except StorageUnavailable as exc:
+            self.storage_ok = False
+            await self._retry_later(message, event.event_id, exc)
+            return
         subscriptions = self._cache.match(event.event_type, event.tenant_id)
         if not subscriptions:
             await _settle(message.ack())
