@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 from functools import partial
 
@@ -70,6 +71,8 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         log.info("fanout_started", queue=queue.name, prefetch=settings.fanout_prefetch)
         await stop.wait()
         log.info("fanout_stopping")
-        await queue.cancel(consumer_tag)
+        # With the broker gone the cancel fails; the events in hand must still be drained.
+        with contextlib.suppress(Exception):
+            await queue.cancel(consumer_tag)
         await router.drain(settings.shutdown_grace)
     log.info("fanout_stopped")

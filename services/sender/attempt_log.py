@@ -32,7 +32,20 @@ _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 5.0
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection of its own or one lent by the pool."""
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # Raised by asyncpg when a pooled connection was killed under it (seen in ingest's tests).
+    asyncpg.InternalClientError,
+)
+
+
+def _text(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL: one in an error message would fail the whole batch."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
 
 _ATTEMPT_COLUMNS = (
     "delivery_id",
@@ -101,8 +114,8 @@ class AttemptRow:
             self.duration_ms,
             self.outcome,
             self.error_kind,
-            self.error,
-            self.response_body,
+            _text(self.error),
+            _text(self.response_body),
         )
 
 
@@ -138,7 +151,7 @@ def _merge(changes: list[DeliveryChange]) -> dict[str, _Merged]:
             status=change.status,
             attempts=(previous.attempts if previous else 0) + (1 if row else 0),
             last_status_code=row.status_code if row else None,
-            last_error=row.error if row else None,
+            last_error=_text(row.error) if row else None,
             last_attempt_at=row.attempted_at if row else None,
             next_attempt_at=change.next_attempt_at,
         )
@@ -249,8 +262,8 @@ class AttemptLog:
 
     @property
     def healthy(self) -> bool:
-        """False while the last write failed and is being tried again."""
-        return self._healthy
+        """False while the last write failed and is being tried again, or the writer died."""
+        return self._healthy and self._task is not None and not self._task.done()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="attempt-log-flusher")
@@ -302,6 +315,13 @@ class AttemptLog:
                 for waiter in waiters:
                     waiter.cancel()
                 raise
+            except Exception as exc:
+                # A bug, not an outage: fail these callers (their messages are nacked and
+                # come back) and keep the writer alive for everyone else.
+                log.error("attempt_log_batch_failed", rows=len(batch), exc_info=exc)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)

@@ -158,3 +158,31 @@ def test_a_quick_attempt_or_an_idle_target_is_not_stuck() -> None:
     limits.release("slow", took_s=30.0)
     now[0] += 60  # no refusal for a long while: the spell is over
     assert limits.stuck_for("slow") == 0.0
+
+
+async def test_a_bug_in_one_batch_fails_its_callers_and_the_log_goes_on() -> None:
+    calls = 0
+
+    async def writer(conn: Any, batch: list[DeliveryChange]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug, not an outage")
+
+    log = AttemptLog(FakePool(), flush_interval_s=0.01, writer=writer)  # type: ignore[arg-type]
+    log.start()
+    try:
+        with pytest.raises(RuntimeError, match="a bug"):
+            await log.record(change("sub_1", "success"))
+        # The writer survived: later records are written, and the log still reports healthy.
+        await log.record(change("sub_1", "success", dlv="dlv_2"))
+        assert log.healthy and calls == 2
+    finally:
+        await log.close(1.0)
+
+
+def test_a_nul_in_an_error_cannot_fail_the_batch() -> None:
+    row = change("sub_1", "retry").attempt
+    assert row is not None
+    broken = AttemptRow(**{**{f: getattr(row, f) for f in row.__slots__}, "error": "bad\x00byte"})
+    assert "\x00" not in str(broken.as_record())
