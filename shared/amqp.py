@@ -14,6 +14,7 @@ from aio_pika.abc import (
 
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
+from shared.models import DeliveryMessage
 from shared.settings import Settings
 from shared.topology import Exchange, Queue
 
@@ -73,4 +74,20 @@ def json_message(
         headers=headers or {},
         message_id=message_id,
         expiration=expiration,
+    )
+
+
+def delivery_json_message(
+    msg: DeliveryMessage, *, extra_headers: dict[str, Any] | None = None
+) -> aio_pika.Message:
+    """A persistent delivery message as the sender consumes it: ids in basic properties
+    (`DeliveryMessage.properties`), `extra_headers` added to its header table."""
+    properties = msg.properties()
+    if extra_headers:
+        properties["headers"].update(extra_headers)
+    return aio_pika.Message(
+        msg.body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        **properties,
     )

@@ -15,15 +15,7 @@ from aiormq import spec
 
 from services.fanout.deliveries import DeliveryRow
 from shared.errors import BrokerUnavailable
-from shared.models import (
-    H_ACCEPTED_AT,
-    H_ATTEMPT,
-    H_DELIVERY_ID,
-    H_EVENT_ID,
-    H_EVENT_TYPE,
-    H_SUBSCRIPTION_ID,
-    EventMessage,
-)
+from shared.models import H_ACCEPTED_AT, H_ATTEMPT, EventMessage
 from shared.topology import SEND_ROUTING_KEY
 
 PUBLISH_TIMEOUT_S = 30.0
@@ -53,23 +45,19 @@ class DeliveryPublisher:
     async def _publish(self, event: EventMessage, rows: list[DeliveryRow]) -> None:
         # Waits for the robust connection while it reconnects, within the caller's deadline.
         underlay = await self._channel.get_underlay_channel()
-        # One header dict per event, copied per delivery: only two values differ.
-        base: dict[str, Any] = {
-            H_EVENT_ID: event.event_id,
-            H_EVENT_TYPE: event.event_type,
-            H_ATTEMPT: 1,
-            H_ACCEPTED_AT: event.accepted_at,
-        }
+        # The layout of `DeliveryMessage.properties()`: ids in basic properties, a two-entry
+        # header table (encoding table entries was ~9% of fanout), shared by the event's rows.
+        headers: dict[str, Any] = {H_ATTEMPT: 1, H_ACCEPTED_AT: event.accepted_at}
         publishes = []
         for dlv_id, _, subscription_id in rows:
-            headers = base.copy()
-            headers[H_DELIVERY_ID] = dlv_id
-            headers[H_SUBSCRIPTION_ID] = subscription_id
             properties = spec.Basic.Properties(
                 content_type=_CONTENT_TYPE,
                 delivery_mode=_PERSISTENT,
                 headers=headers,
                 message_id=dlv_id,
+                correlation_id=event.event_id,
+                message_type=event.event_type,
+                app_id=subscription_id,
             )
             publishes.append(
                 underlay.basic_publish(

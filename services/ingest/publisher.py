@@ -17,7 +17,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiormq import spec
 
-from shared.amqp import json_message
+from shared.amqp import delivery_json_message, json_message
 from shared.errors import BrokerUnavailable
 from shared.models import H_ERROR, DeliveryMessage, EventMessage
 from shared.topology import SEND_ROUTING_KEY, Topology
@@ -104,8 +104,7 @@ class Publisher:
 
     async def publish_delivery(self, message: DeliveryMessage) -> None:
         """Hand a delivery to the sender's work queue."""
-        msg = json_message(message.body, headers=message.headers(), message_id=message.delivery_id)
-        await self._confirmed(self._deliveries, msg, SEND_ROUTING_KEY)
+        await self._confirmed(self._deliveries, delivery_json_message(message), SEND_ROUTING_KEY)
 
     async def reject(
         self, body: bytes, headers: dict[str, Any], *, reason: str, error: str

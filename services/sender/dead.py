@@ -19,7 +19,7 @@ from typing import TextIO
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared.amqp import connect, declare, json_message
+from shared.amqp import connect, declare, delivery_json_message
 from shared.logging import configure_logging, get_logger
 from shared.models import H_ERROR, DeliveryMessage
 from shared.settings import Settings, load_settings
@@ -60,10 +60,9 @@ class RedriveReport:
 
 
 def _entry(message: AbstractIncomingMessage) -> DeadEntry:
-    headers = dict(message.headers or {})
-    error = str(headers.get(H_ERROR, "unknown"))
+    error = str((message.headers or {}).get(H_ERROR, "unknown"))
     try:
-        msg = DeliveryMessage.from_amqp(headers, message.body)
+        msg = DeliveryMessage.from_message(message)
     except ValueError:
         return DeadEntry(None, None, None, None, error)
     return DeadEntry(msg.delivery_id, msg.subscription_id, msg.event_id, msg.attempt, error)
@@ -109,7 +108,7 @@ async def redrive(settings: Settings, subscription_id: str | None = None) -> Red
         redriven: list[str] = []
         while (message := await queue.get(no_ack=False, fail=False)) is not None:
             try:
-                msg = DeliveryMessage.from_amqp(dict(message.headers or {}), message.body)
+                msg = DeliveryMessage.from_message(message)
             except ValueError:
                 kept.append(message)
                 continue
@@ -119,7 +118,7 @@ async def redrive(settings: Settings, subscription_id: str | None = None) -> Red
             fresh = replace(msg, attempt=1)
             await conn.execute(_SET_PENDING, fresh.delivery_id)
             await exchange.publish(
-                json_message(fresh.body, headers=fresh.headers(), message_id=fresh.delivery_id),
+                delivery_json_message(fresh),
                 routing_key=SEND_ROUTING_KEY,
             )
             await message.ack()

@@ -6,11 +6,12 @@ after it, so a delivery is never in neither place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
 
-from shared.amqp import json_message
+from shared.amqp import delivery_json_message, json_message
 from shared.models import H_ERROR, DeliveryMessage
 from shared.topology import Topology
 
@@ -18,7 +19,7 @@ H_DEFERRALS = "x-hookline-deferrals"
 """How many times in a row a delivery was parked because its target had no free slot."""
 
 
-def deferrals_of(headers: dict[str, Any] | None) -> int:
+def deferrals_of(headers: Mapping[str, Any] | None) -> int:
     """The deferral count carried by a consumed message (0 when absent or unreadable)."""
     try:
         return int((headers or {}).get(H_DEFERRALS, 0))
@@ -35,18 +36,21 @@ class Requeue:
 
     async def retry(self, msg: DeliveryMessage, delay_s: float, *, deferrals: int = 0) -> None:
         """Park `msg` (its attempt number as given) for `delay_s`, a delay of the schedule."""
-        headers = msg.headers()
-        if deferrals:
-            headers[H_DEFERRALS] = deferrals
         queue = self._topology.retry_queue(delay_s)
         await self._channel.default_exchange.publish(
-            json_message(msg.body, headers=headers, message_id=msg.delivery_id),
+            delivery_json_message(
+                msg, extra_headers={H_DEFERRALS: deferrals} if deferrals else None
+            ),
             routing_key=queue.name,
         )
 
     async def dead(self, msg: DeliveryMessage, error: str) -> None:
-        """Put `msg` in the dead queue with why it died."""
-        await self.dead_raw(msg.headers(), msg.body, error, message_id=msg.delivery_id)
+        """Put `msg` in the dead queue with why it died; its ids are headers there too, for
+        whoever inspects the queue."""
+        await self._channel.default_exchange.publish(
+            delivery_json_message(msg, extra_headers={**msg.readable_headers(), H_ERROR: error}),
+            routing_key=self._topology.dead_queue.name,
+        )
 
     async def dead_raw(
         self,

@@ -120,19 +120,21 @@ class DeliveryWorker:
                 await asyncio.wait(late)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
-        headers = dict(message.headers or {})
         try:
-            msg = DeliveryMessage.from_amqp(headers, message.body)
+            msg = DeliveryMessage.from_message(message)
         except ValueError as exc:
             log.error("malformed_delivery_dead_lettered", error=str(exc))
-            await self._p.requeue.dead_raw(headers, message.body, f"malformed: {exc}")
+            await self._p.requeue.dead_raw(
+                dict(message.headers or {}), message.body, f"malformed: {exc}"
+            )
             metrics.DEAD_LETTERED.inc()
             return
         sub = await self._subscription(msg.subscription_id)
         if sub is None or not sub.enabled:
             await self._cancel(msg, deleted=sub is None)
         elif not self._limits.try_acquire(sub.id):
-            await self._defer(msg, deferrals_of(headers) + 1, self._limits.stuck_for(sub.id))
+            deferrals = deferrals_of(message.headers) + 1
+            await self._defer(msg, deferrals, self._limits.stuck_for(sub.id))
         else:
             took_s = 0.0
             try:

@@ -114,7 +114,7 @@ async def test_retry_sends_a_delivery_again_from_attempt_one(api: Ingest) -> Non
     assert status == 202
     assert answer["status"] == "pending"
     [message] = await _deliveries_queue(api, 1)
-    sent = DeliveryMessage.from_amqp(dict(message.headers), message.body)
+    sent = DeliveryMessage.from_message(message)
     assert (sent.delivery_id, sent.event_id, sent.subscription_id) == (dlv, event_id, sub_id)
     assert sent.attempt == 1
     body = orjson.loads(sent.body)
@@ -138,7 +138,7 @@ async def test_recover_sends_the_failed_deliveries_since_a_moment(api: Ingest) -
     )
     assert status == 202
     assert answer == {"queued": 2}
-    sent = {m.headers["x-hookline-delivery-id"] for m in await _deliveries_queue(api, 2)}
+    sent = {m.message_id for m in await _deliveries_queue(api, 2)}
     assert sent == {ids[1], ids[3]}
     _, page, _ = await api.call("GET", f"/v1/subscriptions/{sub_id}/deliveries?status=failed")
     assert [d["id"] for d in page["data"]] == [ids[0]]

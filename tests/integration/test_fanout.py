@@ -74,7 +74,7 @@ class Fanout:
 
     async def deliveries(self, count: int) -> list[DeliveryMessage]:
         taken = await self.take(self.topology.deliveries_queue.name, count)
-        return [DeliveryMessage.from_amqp(dict(m.headers), m.body) for m in taken]
+        return [DeliveryMessage.from_message(m) for m in taken]
 
     async def deliveries_until(
         self, enough: Callable[[list[DeliveryMessage]], bool]
@@ -85,7 +85,7 @@ class Fanout:
         async with asyncio.timeout(WAIT_S), queue.iterator() as messages:
             async for message in messages:
                 await message.ack()
-                taken.append(DeliveryMessage.from_amqp(dict(message.headers), message.body))
+                taken.append(DeliveryMessage.from_message(message))
                 if enough(taken):
                     break
         return taken
@@ -96,7 +96,7 @@ class Fanout:
         left = []
         while (message := await queue.get(fail=False)) is not None:
             await message.ack()
-            d = DeliveryMessage.from_amqp(dict(message.headers), message.body)
+            d = DeliveryMessage.from_message(message)
             left.append((d.event_id, d.subscription_id, bool(message.redelivered)))
         return left
 

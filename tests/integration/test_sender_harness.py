@@ -18,7 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from services.sender.app import run as run_sender
-from shared.amqp import declare, json_message
+from shared.amqp import declare, delivery_json_message
 from shared.ids import delivery_id, new_id
 from shared.models import DeliveryMessage, webhook_body
 from shared.runtime import serve
@@ -166,7 +166,7 @@ async def publish(settings: Settings, *messages: DeliveryMessage) -> None:
         exchange = declared[topology.deliveries_exchange.name]
         for msg in messages:
             await exchange.publish(
-                json_message(msg.body, headers=msg.headers(), message_id=msg.delivery_id),
+                delivery_json_message(msg),
                 routing_key=SEND_ROUTING_KEY,
             )
     finally:

@@ -36,16 +36,33 @@ def test_webhook_body_is_the_contract_shape() -> None:
     }
 
 
-def test_delivery_message_round_trips_through_headers() -> None:
+def test_delivery_message_round_trips_through_properties() -> None:
     message = DeliveryMessage("dlv_1", "evt_1", "sub_1", "a.b", b"{}", attempt=2, accepted_at=1.5)
-    again = DeliveryMessage.from_amqp(message.headers(), message.body)
+    props = message.properties()
+    assert len(props["headers"]) == 2  # the ids travel as basic properties
+    again = DeliveryMessage.from_amqp(
+        props["headers"],
+        message.body,
+        message_id=props["message_id"],
+        correlation_id=props["correlation_id"],
+        type=props["type"],
+        app_id=props["app_id"],
+    )
     assert again == message
     assert again.next_attempt().attempt == 3
 
 
-def test_a_message_without_its_headers_is_refused_with_the_missing_name() -> None:
+def test_a_delivery_with_its_ids_in_headers_is_still_read() -> None:
+    # Messages published before the ids moved to properties, and dead-queue copies.
+    message = DeliveryMessage("dlv_1", "evt_1", "sub_1", "a.b", b"{}", attempt=3, accepted_at=2.0)
+    assert DeliveryMessage.from_amqp(message.readable_headers(), message.body) == message
+
+
+def test_a_message_without_its_ids_is_refused_with_the_missing_name() -> None:
     with pytest.raises(ValueError, match="x-hookline-subscription-id"):
-        DeliveryMessage.from_amqp({"x-hookline-delivery-id": "d", "x-hookline-event-id": "e"}, b"")
+        DeliveryMessage.from_amqp(
+            {"x-hookline-delivery-id": "d"}, b"", correlation_id="e", type="a.b"
+        )
 
 
 def test_event_message_keeps_a_missing_tenant_missing() -> None:
