@@ -12,6 +12,7 @@ from services.ingest.api.context import ApiContext
 from services.ingest.consumer import IngestConsumer
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
+from shared.acks import BatchAcker
 from shared.amqp import connect, declare
 from shared.db import create_pool
 from shared.event_types import Catalogue
@@ -62,6 +63,10 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         consume_connection = await connect(settings, "ingest-consume")
         stack.push_async_callback(consume_connection.close)
         consume_channel = await consume_connection.channel()
+        acker = BatchAcker(name="ingest-acks")
+        acker.start()
+        # Closed after the consumer drained and before its connection: the last acks go out.
+        stack.push_async_callback(acker.close)
         await consume_channel.set_qos(prefetch_count=settings.ingest_prefetch)
         ingest_queue = await consume_channel.get_queue(topology.ingest_queue.name, ensure=False)
 
@@ -83,7 +88,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         )
         api = await start_api(ctx)
         stack.push_async_callback(api.cleanup)
-        consumer = IngestConsumer(settings, intake, publisher, catalogue)
+        consumer = IngestConsumer(settings, intake, publisher, catalogue, acker)
         await consumer.start(ingest_queue)
         stack.push_async_callback(consumer.stop, settings.shutdown_grace)
         log.info("ingest_started", queue=topology.ingest_queue.name)

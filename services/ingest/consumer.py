@@ -1,7 +1,8 @@
 """The AMQP side of ingest: consume `{ns}.ingest`, accept or reject each message, then ack.
 
 Every message ends acked only after what it caused is durable: the event stored and
-confirmed on `{ns}.events`, or the message itself confirmed on `{ns}.ingest.rejected`. When
+confirmed on `{ns}.events`, or the message itself confirmed on `{ns}.ingest.rejected`; the
+acks of many messages then share one frame (`shared.acks.BatchAcker`). When
 Postgres or RabbitMQ is unavailable the message is requeued after a short pause, never dropped.
 aio-pika runs each delivery in its own task, so the channel's prefetch bounds the concurrency.
 """
@@ -16,6 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
 from services.ingest.validation import check_catalogue, parse_event
+from shared.acks import BatchAcker
 from shared.errors import BrokerUnavailable, InvalidEvent, StorageUnavailable
 from shared.event_types import Catalogue
 from shared.logging import get_logger
@@ -39,8 +41,10 @@ class IngestConsumer:
         intake: Intake,
         publisher: Publisher,
         catalogue: Catalogue,
+        acker: BatchAcker,
     ) -> None:
         self._settings = settings
+        self._acker = acker
         self._intake = intake
         self._publisher = publisher
         self._catalogue = catalogue
@@ -69,6 +73,8 @@ class IngestConsumer:
                 log.warning("ingest_drain_timed_out", cancelled=len(late))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # Before anything awaits, so tickets are taken in consume order.
+        ticket = self._acker.received(message)
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
@@ -78,14 +84,19 @@ class IngestConsumer:
         except Exception:
             log.error("ingest_message_failed", message_id=message.message_id, exc_info=True)
             done = await self._reject_safely(message, REASON_INTERNAL, "ingest failed on it")
-        if not done:
-            await asyncio.sleep(REQUEUE_PAUSE_S)
+        if done:
+            self._acker.finish(ticket)  # acked within a tick, with its neighbours
+            return
+        await asyncio.sleep(REQUEUE_PAUSE_S)
         try:
-            await (message.ack() if done else message.nack(requeue=True))
+            await message.nack(requeue=True)
+            # Only once the nack went out: a tag still unsettled at the broker must keep
+            # blocking multiple acks rather than be acked unprocessed.
+            self._acker.forget(ticket)
         except Exception as exc:
             # The channel is gone: the broker redelivers the message, and the idempotency
             # key (or the rejected copy's reason) keeps that honest.
-            log.warning("ingest_settle_failed", acked=done, error=str(exc))
+            log.warning("ingest_settle_failed", acked=False, error=str(exc))
 
     async def _process(self, message: AbstractIncomingMessage) -> bool:
         """True when the message may be acked; False to requeue it."""

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 from contextlib import AsyncExitStack
 
-from services.sender.acks import BatchAcker
 from services.sender.attempt_log import AttemptLog
 from services.sender.client import create_session
 from services.sender.disable import run_sweeper
 from services.sender.requeue import Requeue
 from services.sender.worker import DeliveryWorker, WorkerParts
+from shared.acks import BatchAcker
 from shared.amqp import connect, declare
 from shared.db import create_pool
 from shared.logging import get_logger
@@ -55,7 +55,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         attempt_log.start()
         stack.push_async_callback(attempt_log.close, _LOG_CLOSE_TIMEOUT_S)
 
-        acker = BatchAcker()
+        acker = BatchAcker(name="sender-acks")
         acker.start()
         # Registered after the connection: the last acks go out before it closes.
         stack.push_async_callback(acker.close)

@@ -25,7 +25,6 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
 from services.sender import client
-from services.sender.acks import BatchAcker
 from services.sender.attempt_log import AttemptLog, AttemptRow, DeliveryChange
 from services.sender.classify import AttemptResult, Outcome, Verdict, classify
 from services.sender.disable import disable
@@ -33,6 +32,7 @@ from services.sender.limits import TargetLimits
 from services.sender.requeue import Requeue, deferrals_of
 from services.sender.slots import Slots
 from shared import metrics
+from shared.acks import BatchAcker
 from shared.logging import get_logger
 from shared.models import DeliveryMessage
 from shared.retry import RetrySchedule

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from services.sender.acks import AckPlan, AckTracker, BatchAcker
+from shared.acks import AckPlan, AckTracker, BatchAcker
 
 HOLD_S = 0.02
 

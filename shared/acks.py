@@ -1,7 +1,9 @@
-"""Batched acks: many finished deliveries acknowledged with one `basic.ack(multiple=True)`.
+"""Batched acks: many finished messages acknowledged with one `basic.ack(multiple=True)`.
 
-A message is still acked only after what it caused is durable: the worker calls `finish`
-after the attempt log's commit and the next place's confirm; only the AMQP frame is shared.
+Used by the consumers of the sender and of ingest. A message is still acked only after what
+it caused is durable: the consumer calls `finish` only then (the sender after the attempt
+log's commit and the next place's confirm, ingest after its event's confirm); only the AMQP
+frame is shared.
 Each tick, the longest contiguous run of finished tags from the oldest outstanding one goes
 out as one multiple ack. A finished tag stuck behind an older unfinished one (a hanging
 receiver) is acked on its own once it has waited `hold_s`, so a slow delivery never holds the
@@ -24,7 +26,7 @@ from aiormq.abc import AbstractChannel
 
 from shared.logging import get_logger
 
-log = get_logger("sender")
+log = get_logger("acks")
 
 ACK_TICK_S = 0.005
 """How long finished tags wait to share a frame: a few ms, negligible next to a POST."""
@@ -111,7 +113,10 @@ class Ticket:
 class BatchAcker:
     """Acks finished messages of the consume channel in batches, from a task of its own."""
 
-    def __init__(self, tick_s: float = ACK_TICK_S, hold_s: float = ACK_HOLD_S) -> None:
+    def __init__(
+        self, tick_s: float = ACK_TICK_S, hold_s: float = ACK_HOLD_S, *, name: str = "acks"
+    ) -> None:
+        self._name = name
         self._tick_s = tick_s
         self._hold_s = hold_s
         self._channel: AbstractChannel | None = None
@@ -120,7 +125,7 @@ class BatchAcker:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sender-acks")
+        self._task = asyncio.create_task(self._run(), name=self._name)
 
     async def close(self) -> None:
         """Send every ack that is due (call after the worker drained), then stop."""
