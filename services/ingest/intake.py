@@ -4,6 +4,8 @@ Shared by the AMQP consumer and `POST /v1/events`, so both keep the same guarant
 is stored before it is published, published (confirmed) before the caller hears "accepted",
 and an idempotency key already dispatched is never published again. A key stored but never
 dispatched (a crash between store and publish) is published again on its next arrival.
+Within a process `KeyLocks` make copies of a key take turns; across ingest processes
+sharing the database, a dispatch claim on the event's row lets only one of them publish.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ log = get_logger("ingest")
 BATCH_DELAY_S = 0.003
 """How long a batch waits for more events; while one batch is written the next one gathers."""
 BATCH_MAX_EVENTS = 500
+CLAIM_STALE_S = 30.0
+"""After this long an undispatched event's claim is presumed dead (its process crashed or
+hung) and another process may publish it; well above the publisher's confirm timeout."""
 BATCH_CONCURRENCY = 4
 """Batches in their store/publish/mark steps at once (each holds one pooled connection)."""
 
@@ -45,8 +50,8 @@ class Accepted:
 class KeyLocks:
     """One lock per idempotency key in flight, so two copies of an event take turns.
 
-    Without it, the second copy of a key could read the first's row before the first marked
-    it dispatched, and publish it a second time.
+    Without it, the second copy of a key would find the first's row claimed but not yet
+    dispatched, and be told to try again instead of answered once the first is published.
     """
 
     def __init__(self) -> None:
@@ -141,24 +146,68 @@ class Intake:
         """The batch writer's write: raises only before anything was published."""
         firsts, copies = _merge_copies(batch)
         results = await event_store.insert_many(self._pool, [p.new for p in firsts])
-        to_publish: list[_Pending] = []
-        messages: list[EventMessage] = []
+        claimed: list[_Pending] = []  # a new row is claimed by the INSERT storing it
+        undispatched: list[_Pending] = []
         for pending, (stored, inserted) in zip(firsts, results, strict=True):
             pending.stored, pending.inserted = stored, inserted
-            if inserted or stored.dispatched_at is None:
-                to_publish.append(pending)
-                messages.append(_message(stored))
-        errors = await self._publisher.publish_events(messages)
+            if inserted:
+                claimed.append(pending)
+            elif stored.dispatched_at is None:
+                undispatched.append(pending)
+        claimed += await self._claim(undispatched)
+        await self._publish(claimed)
+        for copy, first in copies:
+            copy.stored, copy.inserted, copy.error = first.stored, False, first.error
+
+    async def _claim(self, undispatched: list[_Pending]) -> list[_Pending]:
+        """Those of the stored, undispatched events this process may now publish.
+
+        The others were dispatched meanwhile (a plain duplicate), or another ingest process
+        is publishing them right now: their callers are told to try again, and by then the
+        event is dispatched, or its claim was released or went stale.
+        """
+        if not undispatched:
+            return []
+        ids = [p.stored.id for p in undispatched if p.stored is not None]
+        try:
+            claims = await event_store.claim_dispatch(self._pool, ids, CLAIM_STALE_S)
+        except StorageUnavailable as exc:
+            for pending in undispatched:
+                pending.error = exc
+            return []
+        mine: list[_Pending] = []
+        for pending in undispatched:
+            assert pending.stored is not None
+            pending.stored, is_mine = claims[pending.stored.id]
+            if is_mine:
+                mine.append(pending)
+            elif pending.stored.dispatched_at is None:
+                pending.error = BrokerUnavailable(
+                    f"event {pending.stored.id} is being published by another ingest process"
+                )
+        return mine
+
+    async def _publish(self, claimed: list[_Pending]) -> None:
+        stored = [p.stored for p in claimed if p.stored is not None]
+        errors = await self._publisher.publish_events([_message(event) for event in stored])
         published: list[_Pending] = []
-        for pending, error in zip(to_publish, errors, strict=True):
+        failed: list[str] = []
+        for pending, event, error in zip(claimed, stored, errors, strict=True):
             if error is None:
                 pending.published = True
                 published.append(pending)
             else:
                 pending.error = error
+                failed.append(event.id)
         await self._mark(published)
-        for copy, first in copies:
-            copy.stored, copy.inserted, copy.error = first.stored, False, first.error
+        await self._release(failed)
+
+    async def _release(self, event_ids: list[str]) -> None:
+        try:
+            await event_store.release_dispatch(self._pool, event_ids)
+        except StorageUnavailable as exc:
+            # The claims go stale after CLAIM_STALE_S; until then copies are told to retry.
+            log.warning("events_claim_unreleased", events=len(event_ids), error=str(exc))
 
     async def _mark(self, published: list[_Pending]) -> None:
         if not published:

@@ -1,4 +1,9 @@
-"""Stored events: inserted in batches once per idempotency key, marked dispatched, read back."""
+"""Stored events: inserted in batches once per idempotency key, marked dispatched, read back.
+
+Which ingest process publishes an undispatched event is decided here, in the database, so
+that replicas sharing it never both publish one key: storing a new row claims it
+(`dispatch_claimed_at`); taking over an older undispatched row is `claim_dispatch()`.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +28,8 @@ WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
         AS t(id, type, data, tenant_id, idempotency_key, source)
 ), inserted AS (
-    INSERT INTO events (id, type, data, tenant_id, idempotency_key, source)
-    SELECT id, type, data::jsonb, tenant_id, idempotency_key, source FROM input
+    INSERT INTO events (id, type, data, tenant_id, idempotency_key, source, dispatch_claimed_at)
+    SELECT id, type, data::jsonb, tenant_id, idempotency_key, source, now() FROM input
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING {_COLUMNS}
 )
@@ -37,6 +42,25 @@ _BY_KEYS = f"SELECT {_COLUMNS} FROM events WHERE idempotency_key = ANY($1::text[
 _BY_ID = f"SELECT {_COLUMNS} FROM events WHERE id = $1"
 _MARK_DISPATCHED = (
     "UPDATE events SET dispatched_at = now() WHERE id = ANY($1::text[]) AND dispatched_at IS NULL"
+)
+# The UPDATE re-checks its condition on the newest row version, so of two processes claiming
+# one event at once exactly one gets it. The SELECT reads the statement's snapshot: a row
+# dispatched meanwhile may still look undispatched (and unclaimed here), never the reverse.
+_CLAIM = f"""
+WITH claimed AS (
+    UPDATE events SET dispatch_claimed_at = now()
+    WHERE id = ANY($1::text[]) AND dispatched_at IS NULL
+      AND (dispatch_claimed_at IS NULL
+           OR dispatch_claimed_at < now() - $2::float8 * interval '1 second')
+    RETURNING id
+)
+SELECT c.id IS NOT NULL AS claimed, {", ".join("e." + c for c in _COLUMNS.split(", "))}
+FROM events e LEFT JOIN claimed c ON c.id = e.id
+WHERE e.id = ANY($1::text[])
+"""
+_RELEASE = (
+    "UPDATE events SET dispatch_claimed_at = NULL"
+    " WHERE id = ANY($1::text[]) AND dispatched_at IS NULL"
 )
 _DELIVERIES = (
     "SELECT id, subscription_id, status, attempts FROM deliveries"
@@ -107,6 +131,30 @@ async def insert_many(
     # A row neither inserted nor found conflicted on its key, whose row then exists (events
     # are never deleted): a KeyError here would be a bug, not an outage.
     return [by_id.get(r.id) or by_key[r.event.id] for r in new]
+
+
+async def claim_dispatch(
+    pool: asyncpg.Pool, event_ids: list[str], stale_after_s: float
+) -> dict[str, tuple[StoredEvent, bool]]:
+    """Try to become the one process publishing these stored events (one query for all).
+
+    Per id: (the row, True) when this caller now holds the claim and must publish it, or
+    (the row, False) when it is dispatched or another process's fresh claim holds it. A
+    claim older than `stale_after_s` (its process died or hung) can be taken over.
+    """
+    if not event_ids:
+        return {}
+    async with connection(pool) as conn:
+        rows = await conn.fetch(_CLAIM, event_ids, stale_after_s)
+    return {r["id"]: (StoredEvent.from_row(r), r["claimed"]) for r in rows}
+
+
+async def release_dispatch(pool: asyncpg.Pool, event_ids: list[str]) -> None:
+    """Give up claims whose publish failed, so the next copy of a key publishes at once."""
+    if not event_ids:
+        return
+    async with connection(pool) as conn:
+        await conn.execute(_RELEASE, event_ids)
 
 
 async def mark_dispatched(pool: asyncpg.Pool, event_ids: list[str]) -> None:

@@ -1,0 +1,69 @@
+"""Two ingest processes sharing one database and namespace still publish a key once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import aio_pika
+import orjson
+
+from services.ingest.app import ingest_topology
+from services.ingest.intake import Intake
+from services.ingest.publisher import Publisher
+from shared.amqp import declare
+from shared.db import create_pool
+from shared.errors import BrokerUnavailable
+from shared.models import EventIn
+from shared.settings import Settings
+from shared.topology import Topology
+from tests.support import AMQP_URL
+
+
+@asynccontextmanager
+async def _replica(settings: Settings) -> AsyncIterator[Intake]:
+    """One ingest's intake: a pool and a confirming publisher of its own."""
+    topology = Topology(settings.namespace, settings.retry_delays)
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.database_url.get_secret_value(), size=4)
+        stack.push_async_callback(pool.close)
+        connection = await aio_pika.connect(AMQP_URL)
+        stack.push_async_callback(connection.close)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchanges, _ = await declare(channel, *ingest_topology(topology))
+        intake = Intake(pool, Publisher(channel, topology, exchanges))
+        intake.start()
+        stack.push_async_callback(intake.close)
+        yield intake
+
+
+async def _accept_until_done(intake: Intake, event: EventIn) -> str:
+    """Accept as a caller would: try again while the answer is "try again"."""
+    for _ in range(100):
+        try:
+            return (await intake.accept(event, "http")).event.id
+        except BrokerUnavailable:
+            await asyncio.sleep(0.1)
+    raise AssertionError("never accepted")
+
+
+async def test_two_ingests_given_the_same_keys_at_once_publish_each_once(
+    settings: Settings,
+) -> None:
+    topology = Topology(settings.namespace, settings.retry_delays)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection, _replica(settings) as one, _replica(settings) as two:
+        channel = await connection.channel()
+        observed = await channel.declare_queue(exclusive=True)
+        await observed.bind(topology.events_exchange.name, "#")
+        events = [EventIn(type="order.created", data={"n": n}, id=f"key-{n}") for n in range(30)]
+        ids = await asyncio.gather(
+            *(_accept_until_done(intake, e) for e in events for intake in (one, two))
+        )
+        # Both callers of a key hear of the same event.
+        assert ids[0::2] == ids[1::2]
+        published: list[int] = []
+        while (message := await observed.get(no_ack=True, fail=False, timeout=5)) is not None:
+            published.append(orjson.loads(message.body)["data"]["n"])
+        assert sorted(published) == list(range(30))
