@@ -11,6 +11,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aiormq import spec
 
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
@@ -91,3 +92,30 @@ def delivery_json_message(
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         **properties,
     )
+
+
+PUBLISH_TIMEOUT_S = 30.0
+"""How long a confirmed publish may wait for its confirm before it counts as failed."""
+
+
+async def publish_confirmed(
+    exchange: AbstractExchange,
+    message: aio_pika.Message,
+    routing_key: str,
+    *,
+    timeout_s: float = PUBLISH_TIMEOUT_S,
+) -> None:
+    """Publish `message` as mandatory on a channel with publisher confirms; return once the
+    broker confirmed it was routed to a queue.
+
+    Raises BrokerUnavailable when the broker returned it (no queue bound: deleted by hand)
+    or did not confirm it, TimeoutError after `timeout_s`, or the AMQP error. On a channel
+    opened with `on_return_raises=True` a return raises aiormq's PublishError instead; both
+    are broker failures to the caller.
+    """
+    result = await exchange.publish(message, routing_key, mandatory=True, timeout=timeout_s)
+    if not isinstance(result, spec.Basic.Ack):
+        raise BrokerUnavailable(
+            f"publish to {exchange.name or 'default exchange'}/{routing_key} not confirmed: "
+            f"{type(result).__name__}"
+        )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import aio_pika
+import aiormq
+import asyncpg
+
 
 class HooklineError(Exception):
     """Root of every error Hookline raises on purpose."""
@@ -39,3 +43,34 @@ class NotFound(HooklineError):
 
 class Conflict(HooklineError):
     """The request conflicts with the stored state."""
+
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # A pooled connection whose backend was terminated can fail this way; a retry heals it.
+    asyncpg.InternalClientError,
+)
+"""What Postgres being unreachable or failing raises: catch these, raise StorageUnavailable.
+
+asyncpg's IntegrityConstraintViolationError is a PostgresError too: catch it first where a
+bad row must not be retried."""
+
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    aio_pika.exceptions.AMQPError,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    TimeoutError,
+    BrokerUnavailable,
+)
+"""What RabbitMQ being unreachable, closing a channel, returning or not confirming a publish
+raises (an unroutable mandatory publish included)."""
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    *DATABASE_ERRORS,
+    *BROKER_ERRORS,
+    StorageUnavailable,
+)
+"""Outages: whatever failed with one of these is worth trying again, without limit."""

@@ -44,7 +44,9 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         stack.push_async_callback(cache.close)
         connection = await connect(settings, "sender")
         stack.push_async_callback(connection.close)
-        publish_channel = await connection.channel(publisher_confirms=True)
+        # A mandatory publish that no queue takes (one deleted by hand) must fail, not
+        # "succeed" with the message dropped.
+        publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         consume_channel = await connection.channel()
         await consume_channel.set_qos(prefetch_count=settings.sender_prefetch)
         exchanges, queues = topology.for_sender()
@@ -59,22 +61,14 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         acker.start()
         # Registered after the connection: the last acks go out before it closes.
         stack.push_async_callback(acker.close)
+        requeue = Requeue(publish_channel, topology)
         worker = DeliveryWorker(
-            WorkerParts(
-                settings,
-                pool,
-                cache,
-                box,
-                session,
-                attempt_log,
-                Requeue(publish_channel, topology),
-                acker,
-            )
+            WorkerParts(settings, pool, cache, box, session, attempt_log, requeue, acker)
         )
         # Prefixed: `hookline all` puts every service's checks in one Readiness.
         readiness.add("sender_subscriptions", cache.ready)
         readiness.add("sender_database", lambda: attempt_log.healthy and not pool.is_closing())
-        readiness.add("sender_broker", connection.connected.is_set)
+        readiness.add("sender_broker", lambda: connection.connected.is_set() and requeue.healthy)
 
         queue = declared[topology.deliveries_queue.name]
         consumer_tag = await queue.consume(worker.handle)

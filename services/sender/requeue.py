@@ -1,7 +1,8 @@
 """Where a delivery goes when it is not done: a retry queue (to wait) or `{ns}.dead` (to stay).
 
-Every publish waits for the broker's confirm; the caller acks the consumed message only
-after it, so a delivery is never in neither place.
+Every publish is mandatory and waits for the broker's confirm (within PUBLISH_TIMEOUT_S):
+a missing queue makes it fail rather than drop the message. The caller acks the consumed
+message only after it, so a delivery is never in neither place.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import aio_pika
 from aio_pika.abc import AbstractChannel
 
-from shared.amqp import delivery_json_message, json_message
+from shared.amqp import delivery_json_message, json_message, publish_confirmed
 from shared.models import H_ERROR, DeliveryMessage
 from shared.topology import Topology
 
@@ -33,23 +35,33 @@ class Requeue:
     def __init__(self, channel: AbstractChannel, topology: Topology) -> None:
         self._channel = channel
         self._topology = topology
+        self.healthy = True
+        """False after a failed publish until the next one that is confirmed (readiness)."""
+
+    async def _publish(self, message: aio_pika.Message, queue_name: str) -> None:
+        try:
+            await publish_confirmed(self._channel.default_exchange, message, queue_name)
+        except BaseException:
+            self.healthy = False
+            raise
+        self.healthy = True
 
     async def retry(self, msg: DeliveryMessage, delay_s: float, *, deferrals: int = 0) -> None:
         """Park `msg` (its attempt number as given) for `delay_s`, a delay of the schedule."""
         queue = self._topology.retry_queue(delay_s)
-        await self._channel.default_exchange.publish(
+        await self._publish(
             delivery_json_message(
                 msg, extra_headers={H_DEFERRALS: deferrals} if deferrals else None
             ),
-            routing_key=queue.name,
+            queue.name,
         )
 
     async def dead(self, msg: DeliveryMessage, error: str) -> None:
         """Put `msg` in the dead queue with why it died; its ids are headers there too, for
         whoever inspects the queue."""
-        await self._channel.default_exchange.publish(
+        await self._publish(
             delivery_json_message(msg, extra_headers={**msg.readable_headers(), H_ERROR: error}),
-            routing_key=self._topology.dead_queue.name,
+            self._topology.dead_queue.name,
         )
 
     async def dead_raw(
@@ -61,7 +73,7 @@ class Requeue:
         message_id: str | None = None,
     ) -> None:
         """Put a message that may not even be a delivery in the dead queue, headers kept."""
-        await self._channel.default_exchange.publish(
+        await self._publish(
             json_message(body, headers={**(headers or {}), H_ERROR: error}, message_id=message_id),
-            routing_key=self._topology.dead_queue.name,
+            self._topology.dead_queue.name,
         )

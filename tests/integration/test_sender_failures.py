@@ -1,0 +1,65 @@
+"""Deliveries the sender cannot finish normally are never lost: not when the queue they must
+go to next is missing, not when handling them fails every time."""
+
+from __future__ import annotations
+
+import aio_pika
+
+from shared.amqp import delivery_json_message
+from shared.models import DeliveryMessage
+from shared.settings import Settings
+from shared.topology import SEND_ROUTING_KEY, Topology
+from tests.integration.test_sender_harness import (
+    AMQP_URL,
+    Answer,
+    Receiver,
+    database,
+    insert_delivery,
+    insert_subscription,
+    publish,
+    sender_running,
+    wait_for_status,
+)
+
+
+async def _delete_queue(name: str) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
+async def _publish_undeclared(topology: Topology, msg: DeliveryMessage) -> None:
+    """Publish without declaring (which would bring a deleted queue back)."""
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(topology.deliveries_exchange.name)
+        await exchange.publish(delivery_json_message(msg), routing_key=SEND_ROUTING_KEY)
+    finally:
+        await connection.close()
+
+
+async def test_a_retry_with_its_retry_queue_deleted_is_tried_again_not_lost(
+    settings: Settings,
+) -> None:
+    topology = Topology(settings.namespace, settings.retry_delays)
+    receiver = Receiver(Answer(500), Answer(500), Answer(200))
+    async with receiver.running(), database(settings) as conn, sender_running(settings):
+        sub_id, _ = await insert_subscription(conn, receiver.url())
+        msg = await insert_delivery(conn, sub_id)
+        # An operator deleted the queue the first retry must wait in.
+        await _delete_queue(topology.retry_queue(settings.retry_delays[0]).name)
+        await _publish_undeclared(topology, msg)
+
+        # Parking it failed (returned unroutable), so the sender got it back and tried again
+        # rather than acking it away.
+        await receiver.wait_for(2)
+        # The queue is back (declared again): the delivery goes on to succeed.
+        await publish(settings)
+        row = await wait_for_status(conn, msg.delivery_id, "succeeded")
+
+    assert row["status"] == "succeeded"
+    assert {r.headers["webhook-id"] for r in receiver.requests} == {msg.event_id}
