@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,3}$"
 EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
@@ -40,6 +40,49 @@ class EventIn(BaseModel):
         pattern=TENANT_ID_PATTERN,
         description="Only subscriptions with the same tenant_id receive the event.",
     )
+
+    # Postgres stores neither text nor jsonb holding a NUL character: refused here, such an
+    # event gets a clear reason (422 / invalid_envelope) instead of failing to be stored.
+    @field_validator("id")
+    @classmethod
+    def _id_without_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character (\\u0000)")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _data_without_nul(cls, value: dict[str, Any]) -> dict[str, Any]:
+        where = nul_path(value)
+        if where is not None:
+            raise ValueError(f"must not contain a NUL character (\\u0000), found at {where}")
+        return value
+
+
+def nul_path(value: Any, root: str = "data") -> str | None:
+    """Where a decoded JSON value holds a NUL character in a key or string, or None.
+
+    A walk of the value (no re-serializing); the path reads like `data.items[2].name`.
+    """
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    return f"{where} (a key)"
+                if isinstance(child, dict | list | str):
+                    stack.append((child, f"{where}.{key}"))
+        elif isinstance(item, list):
+            stack.extend(
+                (child, f"{where}[{i}]")
+                for i, child in enumerate(item)
+                if isinstance(child, dict | list | str)
+            )
+    return None
 
 
 def webhook_body(event_type: str, created_at: datetime, data: dict[str, Any]) -> bytes:

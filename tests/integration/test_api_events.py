@@ -75,6 +75,18 @@ async def test_invalid_events_are_422_naming_each_field(api: Ingest) -> None:
     assert await api.take(api.events, 1, timeout_s=0.3) == []
 
 
+async def test_nul_characters_are_422_naming_the_field(api: Ingest) -> None:
+    """Postgres cannot store them: refused up front rather than failing as a 500."""
+    for body, field in [
+        ({"type": "order.created", "id": "key\u0000"}, "body.id"),
+        ({"type": "order.created", "data": {"a": ["nul\u0000"]}}, "body.data"),
+    ]:
+        status, problem, _ = await api.call("POST", "/v1/events", body)
+        assert status == 422
+        assert [e["field"] for e in problem["errors"]] == [field]
+    assert await api.take(api.events, 1, timeout_s=0.3) == []
+
+
 async def test_schema_checks_data_over_http(api: Ingest) -> None:
     schema = {
         "type": "object",

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from services.ingest.publisher import H_REASON
+from shared.models import H_ERROR
 from shared.settings import Settings
 from tests.integration.ingest_harness import Ingest, running_ingest
 
@@ -74,8 +75,8 @@ async def test_concurrent_http_copies_of_a_key_answer_the_same_event(ingest: Ing
     assert len(await ingest.take(ingest.events, 2, timeout_s=2)) == 1
 
 
-async def test_data_postgres_refuses_fails_only_its_own_event(ingest: Ingest) -> None:
-    """A NUL character is valid JSON but not valid jsonb: its batch is split to find it."""
+async def test_a_nul_character_rejects_only_its_own_event(ingest: Ingest) -> None:
+    """Valid JSON but not storable in Postgres: rejected as invalid, naming where it is."""
     good = [orjson.dumps({"type": "order.created", "data": {"n": n}}) for n in range(20)]
     bad = b'{"type": "order.created", "data": {"s": "nul\\u0000here"}}'
     await _publish_burst(ingest, [*good[:10], bad, *good[10:]])
@@ -83,4 +84,5 @@ async def test_data_postgres_refuses_fails_only_its_own_event(ingest: Ingest) ->
     assert sorted(orjson.loads(m.body)["data"]["n"] for m in got) == list(range(20))
     [rejected] = await ingest.take(await ingest.rejected_queue(), 1)
     assert rejected.body == bad
-    assert rejected.headers[H_REASON] == "internal_error"
+    assert rejected.headers[H_REASON] == "invalid_envelope"
+    assert "data.s" in str(rejected.headers[H_ERROR])

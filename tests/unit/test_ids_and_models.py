@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from shared.ids import delivery_id, new_id
-from shared.models import DeliveryMessage, EventMessage, webhook_body
+from shared.models import DeliveryMessage, EventIn, EventMessage, webhook_body
 
 
 def test_new_ids_are_unique_prefixed_and_sort_by_creation_time() -> None:
@@ -71,3 +72,28 @@ def test_event_message_keeps_a_missing_tenant_missing() -> None:
     assert EventMessage.from_amqp(message.headers(), b"{}") == message
     tenant = EventMessage("evt_1", "a.b", "t1", b"{}", 2.0)
     assert EventMessage.from_amqp(tenant.headers(), b"{}").tenant_id == "t1"
+
+
+@pytest.mark.parametrize(
+    ("envelope", "field", "where"),
+    [
+        ({"id": "key\x00"}, "id", ""),
+        ({"data": {"note": "nul\x00here"}}, "data", "data.note"),
+        ({"data": {"items": [1, {"name": "x\x00"}]}}, "data", "data.items[1].name"),
+        ({"data": {"a\x00b": 1}}, "data", "data (a key)"),
+    ],
+)
+def test_an_envelope_holding_a_nul_character_is_refused_naming_where(
+    envelope: dict[str, object], field: str, where: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        EventIn.model_validate({"type": "order.created", **envelope})
+    [error] = caught.value.errors()
+    assert error["loc"] == (field,)
+    assert "NUL" in error["msg"]
+    assert where in error["msg"]
+
+
+def test_an_envelope_without_nul_characters_is_accepted() -> None:
+    data = {"items": [1, 2.5, None, True, {"name": "ok"}], "note": "\\u0000 spelled out"}
+    assert EventIn.model_validate({"type": "order.created", "data": data}).data == data
