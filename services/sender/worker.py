@@ -28,11 +28,13 @@ from services.sender import client
 from services.sender.attempt_log import AttemptLog, AttemptRow, DeliveryChange
 from services.sender.classify import AttemptResult, Outcome, Verdict, classify
 from services.sender.disable import disable
+from services.sender.failures import FailureCounts
 from services.sender.limits import TargetLimits
 from services.sender.requeue import Requeue, deferrals_of
 from services.sender.slots import Slots
 from shared import metrics
-from shared.acks import BatchAcker
+from shared.acks import BatchAcker, Ticket
+from shared.errors import TRANSIENT_ERRORS
 from shared.logging import get_logger
 from shared.models import DeliveryMessage
 from shared.retry import RetrySchedule
@@ -73,6 +75,7 @@ class DeliveryWorker:
             settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._failures = FailureCounts()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         """Handle one consumed message to its ack (or, on an unexpected error, its nack).
@@ -85,25 +88,66 @@ class DeliveryWorker:
             self._tasks.add(task)
         try:
             await self._process(message)
+            self._failures.succeeded(_failure_key(message))
             self._p.acker.finish(ticket)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error(
-                "delivery_handling_failed",
-                message_id=message.message_id,
-                error=f"{type(exc).__name__}: {exc}",
-                exc_info=exc,
-            )
-            await asyncio.sleep(_NACK_PAUSE_S)
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
-                # Only once the nack went out: a tag still unsettled at the broker must keep
-                # blocking multiple acks rather than be acked unprocessed.
-                self._p.acker.forget(ticket)
+            await self._failed(message, ticket, exc)
         finally:
             if task is not None:
                 self._tasks.discard(task)
+
+    async def _failed(
+        self, message: AbstractIncomingMessage, ticket: Ticket, exc: Exception
+    ) -> None:
+        """Nack `message` back after a pause; dead-letter it instead (then ack) once it failed
+        `FAILURE_LIMIT` times for a reason other than an outage of Postgres or RabbitMQ."""
+        error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "delivery_handling_failed", message_id=message.message_id, error=error, exc_info=exc
+        )
+        transient = isinstance(exc, TRANSIENT_ERRORS)
+        if not transient and self._failures.failed(
+            _failure_key(message), redelivered=bool(message.redelivered)
+        ):
+            if await self._give_up(message, f"handling_failed: {error}"[:1000]):
+                self._p.acker.finish(ticket)
+                return
+        await asyncio.sleep(_NACK_PAUSE_S)
+        try:
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+        finally:
+            # Settled either way: nacked, or its channel is gone (and the broker requeues
+            # it). Forgetting only after the nack was sent keeps a tag unsettled at the
+            # broker out of any multiple ack meanwhile; never forgetting it would make every
+            # later ack wait ACK_HOLD_S and go out alone.
+            self._p.acker.forget(ticket)
+
+    async def _give_up(self, message: AbstractIncomingMessage, error: str) -> bool:
+        """Move a message that keeps failing to the dead queue (confirmed) and mark its
+        delivery failed; False when that did not work (the message is then nacked back)."""
+        try:
+            try:
+                msg = DeliveryMessage.from_message(message)
+            except ValueError:
+                await self._p.requeue.dead_raw(
+                    dict(message.headers or {}), message.body, error, message_id=message.message_id
+                )
+            else:
+                await asyncio.gather(
+                    self._p.requeue.dead(msg, error),
+                    self._p.attempt_log.record(
+                        DeliveryChange(msg.delivery_id, msg.subscription_id, "failed")
+                    ),
+                )
+        except Exception as exc:
+            log.error("delivery_not_dead_lettered", message_id=message.message_id, error=repr(exc))
+            return False
+        metrics.DEAD_LETTERED.inc()
+        log.error("delivery_dead_lettered", message_id=message.message_id, error=error)
+        return True
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to `grace_s` for messages in hand, then cancel the rest (left unacked)."""
@@ -249,6 +293,11 @@ class DeliveryWorker:
             error_kind=verdict.error_kind.value if verdict.error_kind else None,
             retry_in_s=verdict.retry_in_s,
         )
+
+
+def _failure_key(message: AbstractIncomingMessage) -> str:
+    # The delivery id; a message without one is keyed by its body, the same on redelivery.
+    return message.message_id or f"body:{hash(message.body)}"
 
 
 def _change(

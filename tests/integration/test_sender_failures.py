@@ -4,9 +4,11 @@ go to next is missing, not when handling them fails every time."""
 from __future__ import annotations
 
 import aio_pika
+from pydantic import SecretStr
 
 from shared.amqp import delivery_json_message
-from shared.models import DeliveryMessage
+from shared.models import H_DELIVERY_ID, H_ERROR, DeliveryMessage
+from shared.secretbox import new_key
 from shared.settings import Settings
 from shared.topology import SEND_ROUTING_KEY, Topology
 from tests.integration.test_sender_harness import (
@@ -17,7 +19,9 @@ from tests.integration.test_sender_harness import (
     insert_delivery,
     insert_subscription,
     publish,
+    queue_messages,
     sender_running,
+    variant,
     wait_for_status,
 )
 
@@ -63,3 +67,29 @@ async def test_a_retry_with_its_retry_queue_deleted_is_tried_again_not_lost(
 
     assert row["status"] == "succeeded"
     assert {r.headers["webhook-id"] for r in receiver.requests} == {msg.event_id}
+
+
+async def test_a_delivery_that_always_fails_ends_in_the_dead_queue(settings: Settings) -> None:
+    topology = Topology(settings.namespace, settings.retry_delays)
+    receiver = Receiver(Answer(200))
+    async with (
+        variant(settings, secret_key=SecretStr(new_key())) as keyed,
+        receiver.running(),
+        database(keyed) as conn,
+        sender_running(keyed),
+    ):
+        # A secret no key here opens: handling this delivery fails every time.
+        sub_id, _ = await insert_subscription(conn, receiver.url(), secret="enc:v1:garbage")
+        msg = await insert_delivery(conn, sub_id)
+        await publish(keyed, msg)
+
+        row = await wait_for_status(conn, msg.delivery_id, "failed", timeout_s=60.0)
+        dead = await queue_messages(keyed, topology.dead_queue.name)
+        left = await queue_messages(keyed, topology.deliveries_queue.name)
+
+    assert row["status"] == "failed"
+    assert [h[H_DELIVERY_ID] for h in dead] == [msg.delivery_id]
+    assert "ConfigurationError" in dead[0][H_ERROR]
+    assert "garbage" not in dead[0][H_ERROR]
+    assert left == []
+    assert receiver.requests == []
