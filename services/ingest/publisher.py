@@ -19,8 +19,11 @@ from aiormq import spec
 
 from shared.amqp import delivery_json_message, json_message
 from shared.errors import BrokerUnavailable
+from shared.logging import get_logger
 from shared.models import H_ERROR, DeliveryMessage, EventMessage
 from shared.topology import SEND_ROUTING_KEY, Topology
+
+log = get_logger("ingest_publisher")
 
 H_REASON = "x-hookline-reason"
 """Header of a rejected message: the short reason label (the metric's `reason`)."""
@@ -61,6 +64,9 @@ class Publisher:
     async def publish_events(self, messages: list[EventMessage]) -> list[BrokerUnavailable | None]:
         """Publish stored events for fanout at once; per message None, or why it was not confirmed.
 
+        Once any message may have gone out this never raises: a failure of one message,
+        whatever its kind, is that message's BrokerUnavailable.
+
         Talks to the underlying aiormq channel with ready-made properties (no aio-pika
         `Message` and no task per event), under one deadline for the whole batch.
         """
@@ -98,7 +104,14 @@ class Publisher:
             return None
         if isinstance(result, BaseException):
             if not isinstance(result, _BROKER_ERRORS):
-                raise result
+                # A bug rather than an outage, but other events of the batch may already be
+                # on {ns}.events: raising would fail their callers too, so this event alone
+                # is reported unconfirmed (its caller retries; the idempotency key holds).
+                log.error(
+                    "event_publish_failed",
+                    error_type=type(result).__name__,
+                    exc_info=(type(result), result, result.__traceback__),
+                )
             return self._unconfirmed(self._events, result)
         return BrokerUnavailable(f"RabbitMQ refused a publish to {self._events.name}: {result!r}")
 

@@ -1,0 +1,68 @@
+"""Publishing a batch of events: each message's outcome is its own, whatever went wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from aio_pika.abc import AbstractChannel, AbstractExchange
+from aiormq import spec
+
+from services.ingest.publisher import Publisher
+from shared.errors import BrokerUnavailable
+from shared.models import EventMessage
+from shared.topology import Topology
+
+
+@dataclass
+class _Exchange:
+    name: str
+
+
+@dataclass
+class _Underlay:
+    """Confirms every publish but those of event ids in `broken`, which hit a bug."""
+
+    broken: set[str]
+    published: list[str] = field(default_factory=list)
+
+    async def basic_publish(self, body: bytes, **kwargs: Any) -> object:
+        event_id = kwargs["properties"].message_id
+        if event_id in self.broken:
+            raise ValueError("a bug, not an outage")
+        self.published.append(event_id)
+        return spec.Basic.Ack()
+
+
+@dataclass
+class _Channel:
+    underlay: _Underlay
+
+    async def get_underlay_channel(self) -> _Underlay:
+        return self.underlay
+
+
+def _event(event_id: str) -> EventMessage:
+    return EventMessage(
+        event_id=event_id,
+        event_type="order.created",
+        tenant_id=None,
+        body=b"{}",
+        accepted_at=0.0,
+    )
+
+
+async def test_an_unexpected_error_fails_only_its_own_event() -> None:
+    topology = Topology("unit", (0.2,))
+    exchanges = {
+        name: cast(AbstractExchange, _Exchange(name))
+        for name in (topology.events_exchange.name, topology.deliveries_exchange.name)
+    }
+    underlay = _Underlay(broken={"evt_2"})
+    publisher = Publisher(cast(AbstractChannel, _Channel(underlay)), topology, exchanges)
+
+    outcomes = await publisher.publish_events([_event("evt_1"), _event("evt_2"), _event("evt_3")])
+
+    assert underlay.published == ["evt_1", "evt_3"]
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], BrokerUnavailable)
