@@ -41,7 +41,8 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         stack.push_async_callback(connection.close)
         # Publishing and consuming on separate channels: flow control on publishes then
         # never holds back the acks of the consuming channel.
-        publish_channel = await connection.channel(publisher_confirms=True)
+        # Mandatory publishes that no queue takes raise instead of passing as confirmed.
+        publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare(publish_channel, *topology.for_fanout())
         consume_channel = await connection.channel()
         await consume_channel.set_qos(prefetch_count=settings.fanout_prefetch)

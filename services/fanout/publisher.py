@@ -65,7 +65,9 @@ class DeliveryPublisher:
                     exchange=self._exchange_name,
                     routing_key=SEND_ROUTING_KEY,
                     properties=properties,
-                    mandatory=False,
+                    # A deliveries queue deleted by hand must fail the publish (the event is
+                    # then requeued), not drop the deliveries: a return is not an ack.
+                    mandatory=True,
                 )
             )
         # No timeout per message: one deadline for the event (above) costs far less.

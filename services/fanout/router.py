@@ -19,14 +19,14 @@ import contextlib
 from typing import Any
 
 import aio_pika
-import aiormq
 import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from services.fanout.deliveries import DeliveryRow
-from services.fanout.publisher import PUBLISH_TIMEOUT_S, DeliveryPublisher
+from services.fanout.publisher import DeliveryPublisher
+from shared.amqp import publish_confirmed
 from shared.batching import BatchWriter, WriterClosed
-from shared.errors import BrokerUnavailable, StorageUnavailable
+from shared.errors import BROKER_ERRORS, StorageUnavailable
 from shared.ids import delivery_id
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED, FANOUT_DELIVERIES
@@ -38,14 +38,7 @@ log = get_logger("fanout")
 _BACKOFF_FIRST_S = 0.2
 _BACKOFF_MAX_S = 10.0
 
-_BROKER_ERRORS = (
-    aio_pika.exceptions.AMQPError,
-    aiormq.exceptions.AMQPError,
-    ConnectionError,
-    TimeoutError,
-    BrokerUnavailable,
-)
-_RETRYABLE = (StorageUnavailable, WriterClosed, *_BROKER_ERRORS)
+_RETRYABLE: tuple[type[BaseException], ...] = (StorageUnavailable, WriterClosed, *BROKER_ERRORS)
 
 
 class Router:
@@ -147,10 +140,9 @@ class Router:
             message_id=message.message_id,
         )
         try:
-            await self._default.publish(
-                copy, self._rejected_queue, mandatory=False, timeout=PUBLISH_TIMEOUT_S
-            )
-        except _BROKER_ERRORS as exc:
+            # Mandatory: with the rejected queue gone the event is requeued, not dropped.
+            await publish_confirmed(self._default, copy, self._rejected_queue)
+        except BROKER_ERRORS as exc:
             await self._retry_later(message, message.message_id, exc)
             return
         EVENTS_REJECTED.labels(f"fanout_{reason}").inc()
@@ -180,5 +172,5 @@ async def _settle(outcome: Any) -> None:
     """Await an ack or nack; when the channel is gone the broker redelivers by itself."""
     try:
         await outcome
-    except _BROKER_ERRORS as exc:
+    except BROKER_ERRORS as exc:
         log.warning("event_settle_failed", error=f"{type(exc).__name__}: {exc}")
