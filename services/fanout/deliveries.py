@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from shared.errors import StorageUnavailable
+from shared.errors import DATABASE_ERRORS, StorageUnavailable
 
 DeliveryRow = tuple[str, str, str]
 """(delivery id, event id, subscription id)."""
@@ -29,14 +29,7 @@ async def insert_deliveries(pool: asyncpg.Pool, rows: list[DeliveryRow]) -> None
         await pool.execute(_INSERT, list(ids), list(event_ids), list(subscription_ids))
     except asyncpg.IntegrityConstraintViolationError:
         raise
-    except (
-        OSError,
-        TimeoutError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        # A pooled connection whose backend was terminated can fail this way; retry heals it.
-        asyncpg.InternalClientError,
-    ) as exc:
+    except DATABASE_ERRORS as exc:
         raise StorageUnavailable(f"cannot write deliveries: {exc}") from exc
 
 

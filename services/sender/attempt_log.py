@@ -23,6 +23,7 @@ from datetime import datetime
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import DB_BATCH_SIZE
 
@@ -32,14 +33,6 @@ _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 5.0
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection of its own or one lent by the pool."""
-_DB_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    # Raised by asyncpg when a pooled connection was killed under it (seen in ingest's tests).
-    asyncpg.InternalClientError,
-)
 
 
 def _text(value: str | None) -> str | None:
@@ -334,7 +327,7 @@ class AttemptLog:
             try:
                 async with self._pool.acquire() as conn:
                     await self._writer(conn, batch)
-            except _DB_ERRORS as exc:
+            except DATABASE_ERRORS as exc:
                 self._healthy = False
                 log.warning(
                     "attempt_log_write_failed",

@@ -23,6 +23,7 @@ from datetime import timedelta
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_DISABLED
 
@@ -30,7 +31,6 @@ log = get_logger("disable")
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection of its own or one lent by the pool."""
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 _DISABLE = """
 UPDATE subscriptions SET status = 'disabled', disabled_reason = $2, updated_at = now()
@@ -99,7 +99,7 @@ async def run_sweeper(pool: asyncpg.Pool, disable_after_s: float, stop: asyncio.
         try:
             async with pool.acquire() as conn:
                 await sweep_failing(conn, disable_after_s)
-        except _DB_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("failing_sweep_failed", error=f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
