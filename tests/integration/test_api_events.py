@@ -87,6 +87,40 @@ async def test_nul_characters_are_422_naming_the_field(api: Ingest) -> None:
     assert await api.take(api.events, 1, timeout_s=0.3) == []
 
 
+async def _rejected(api: Ingest) -> dict[str, float]:
+    """`hookline_events_rejected_total` by reason, as /metrics shows it."""
+    url = f"http://127.0.0.1:{api.settings.metrics_port}/metrics"
+    async with api.http.get(url) as resp:
+        text = await resp.text()
+    prefix = 'hookline_events_rejected_total{reason="'
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            labels, value = line.split(" ")
+            found[labels[len(prefix) : -2]] = float(value)
+    return found
+
+
+async def test_envelope_errors_over_http_are_counted_like_amqp(api: Ingest) -> None:
+    before = await _rejected(api)
+    for body in [{"data": {}}, {"type": "Bad Type"}, {"type": "a.b", "extra": 1}, [1]]:
+        status, _, _ = await api.call("POST", "/v1/events", body)
+        assert status == 422
+    status, _, _ = await api.call(
+        "POST", "/v1/events", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400
+    after = await _rejected(api)
+    counted = {reason: after[reason] - before.get(reason, 0.0) for reason in after}
+    assert {reason: n for reason, n in counted.items() if n} == {
+        "missing_type": 1,
+        "invalid_type": 1,
+        "invalid_envelope": 1,
+        "not_object": 1,
+        "not_json": 1,
+    }
+
+
 async def test_schema_checks_data_over_http(api: Ingest) -> None:
     schema = {
         "type": "object",

@@ -6,12 +6,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from services.ingest.api.problems import Problem
 from services.ingest.api.routing import Call, Route, json_response
 from services.ingest.store import events as store
 from services.ingest.store.events import StoredEvent
-from services.ingest.validation import check_catalogue
+from services.ingest.validation import (
+    REASON_NOT_JSON,
+    REASON_TOO_LARGE,
+    check_catalogue,
+    envelope_reason,
+)
 from shared.errors import InvalidEvent, NotFound
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED
@@ -61,6 +67,21 @@ async def publish_event(call: Call) -> web.StreamResponse:
     return json_response(_event(accepted.event), 200 if accepted.duplicate else 202)
 
 
+_STATUS_REASONS = {413: REASON_TOO_LARGE}
+"""Reasons of bodies refused before pydantic saw them; the rest (400, 415, none) are not JSON."""
+
+
+def _count_refused_body(problem: Problem) -> None:
+    """Count an event refused with its body, under the reason the AMQP path gives it."""
+    cause = problem.__cause__
+    if isinstance(cause, ValidationError):
+        reason = envelope_reason(cause)
+    else:
+        reason = _STATUS_REASONS.get(problem.status, REASON_NOT_JSON)
+    EVENTS_REJECTED.labels(reason).inc()
+    log.info("event_rejected", reason=reason, status=problem.status, source="http")
+
+
 async def get_event(call: Call) -> web.StreamResponse:
     event_id = call.path("id")
     found = await store.get(call.ctx.pool, event_id)
@@ -81,6 +102,7 @@ ROUTES = [
         "POST", "/v1/events", publish_event,
         "Publish an event: 202 when new, 200 with the first event for a known `id`",
         TAG, 202, Event, body=EventIn, also=(200,), links=("get_event",),
+        on_refused_body=_count_refused_body,
     ),
     Route(
         "GET", "/v1/events/{id}", get_event, "Get an event and a summary of its deliveries",

@@ -72,6 +72,9 @@ class Route:
     """Operations whose path parameter is this response's `link_field` (OpenAPI links), so
     tools can chain create -> read -> change."""
     link_field: str = "id"
+    on_refused_body: Callable[[Problem], None] | None = None
+    """Called with the problem (its `__cause__` pydantic's error, if any) when the request
+    body is refused before the handler runs; e.g. to count rejected events."""
 
     @property
     def operation_id(self) -> str:
@@ -121,7 +124,8 @@ async def parse_body(
         return model.model_validate(value)
     except ValidationError as exc:
         errors = field_errors(exc, "body")
-        raise Problem(422, _summary(errors), errors=errors) from None
+        # Chained so a route's `on_refused_body` can classify pydantic's errors.
+        raise Problem(422, _summary(errors), errors=errors) from exc
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
@@ -152,9 +156,17 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         query = parse_query(request, route.query) if route.query is not None else None
         body = None
         if route.body is not None:
-            body = await parse_body(
-                request, route.body, required=route.body_required, limit=ctx.settings.max_payload
-            )
+            try:
+                body = await parse_body(
+                    request,
+                    route.body,
+                    required=route.body_required,
+                    limit=ctx.settings.max_payload,
+                )
+            except Problem as problem:
+                if route.on_refused_body is not None:
+                    route.on_refused_body(problem)
+                raise
         return await route.handler(Call(request, ctx, body, query))
 
     endpoint.__name__ = route.operation_id
