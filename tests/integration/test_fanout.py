@@ -330,6 +330,16 @@ async def _wait_readyz(settings: Settings, status: int) -> None:
             await asyncio.sleep(0.05)
 
 
+async def _wait_check(settings: Settings, name: str, value: bool) -> None:
+    url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
+    async with aiohttp.ClientSession() as session, asyncio.timeout(WAIT_S):
+        while True:
+            async with session.get(url) as response:
+                if (await response.json())["checks"].get(name) is value:
+                    return
+            await asyncio.sleep(0.05)
+
+
 async def test_an_event_waits_out_a_database_outage(fanout: Fanout) -> None:
     sub = await insert_subscription(fanout.db, ["invoice.paid"])
     event = await fanout.event("invoice.paid")
@@ -342,8 +352,9 @@ async def test_an_event_waits_out_a_database_outage(fanout: Fanout) -> None:
             database,
         )
         await fanout.publish(event)
-        await _wait_readyz(fanout.settings, 503)
-        await asyncio.sleep(0.5)
+        # False only once the event was handled and failed on the database, before any
+        # publish of its deliveries.
+        await _wait_check(fanout.settings, "fanout_database", False)
         assert await fanout.leftover_deliveries() == []
     finally:
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from standardwebhooks import Webhook
@@ -19,6 +18,7 @@ from tests.integration.test_sender_harness import (
     insert_delivery,
     insert_subscription,
     publish,
+    queue_depths,
     queue_messages,
     sender_running,
     wait_for_status,
@@ -29,14 +29,17 @@ TOLERANCE_S = 0.05
 
 async def test_a_webhook_is_retried_until_it_succeeds(settings: Settings) -> None:
     receiver = Receiver(Answer(500), Answer(500), Answer(200))
-    async with receiver.running(), database(settings) as conn, sender_running(settings):
-        sub_id, secret = await insert_subscription(conn, receiver.url())
-        msg = await insert_delivery(conn, sub_id)
-        await publish(settings, msg)
+    async with receiver.running(), database(settings) as conn:
+        async with sender_running(settings):
+            sub_id, secret = await insert_subscription(conn, receiver.url())
+            msg = await insert_delivery(conn, sub_id)
+            await publish(settings, msg)
 
-        row = await wait_for_status(conn, msg.delivery_id, "succeeded")
-        requests = await receiver.wait_for(3)
-        attempts = await attempts_of(conn, msg.delivery_id)
+            row = await wait_for_status(conn, msg.delivery_id, "succeeded")
+            requests = await receiver.wait_for(3)
+            attempts = await attempts_of(conn, msg.delivery_id)
+        # The sender stopped with nothing in hand: anything left to send would be queued.
+        depths = await queue_depths(settings)
 
     assert row["attempts"] == 3
     assert [a["status_code"] for a in attempts] == [500, 500, 200]
@@ -50,42 +53,48 @@ async def test_a_webhook_is_retried_until_it_succeeds(settings: Settings) -> Non
     # Lower bounds only: the schedule's delays, less a little for the broker's TTL clock.
     assert requests[1].at - requests[0].at >= 0.2 - TOLERANCE_S
     assert requests[2].at - requests[1].at >= 0.4 - TOLERANCE_S
-    await asyncio.sleep(0.5)
+    assert set(depths.values()) == {0}
     assert len(receiver.requests) == 3
 
 
 async def test_410_disables_the_subscription_and_stops(settings: Settings) -> None:
     receiver = Receiver(Answer(410))
-    async with receiver.running(), database(settings) as conn, sender_running(settings):
-        sub_id, _ = await insert_subscription(conn, receiver.url())
-        msg = await insert_delivery(conn, sub_id)
-        other = await insert_delivery(conn, sub_id)
-        await publish(settings, msg)
+    async with receiver.running(), database(settings) as conn:
+        async with sender_running(settings):
+            sub_id, _ = await insert_subscription(conn, receiver.url())
+            msg = await insert_delivery(conn, sub_id)
+            other = await insert_delivery(conn, sub_id)
+            await publish(settings, msg)
 
-        row = await wait_for_status(conn, msg.delivery_id, "failed")
-        sub = await conn.fetchrow("SELECT * FROM subscriptions WHERE id = $1", sub_id)
-        await wait_for_status(conn, other.delivery_id, "cancelled")
-        await asyncio.sleep(1.0)
+            row = await wait_for_status(conn, msg.delivery_id, "failed")
+            sub = await conn.fetchrow("SELECT * FROM subscriptions WHERE id = $1", sub_id)
+            await wait_for_status(conn, other.delivery_id, "cancelled")
+        # Stopped with nothing in hand: a retry would be waiting in a queue.
+        depths = await queue_depths(settings)
         attempts = await attempts_of(conn, msg.delivery_id)
 
     assert (sub["status"], sub["disabled_reason"]) == ("disabled", "gone")
     assert row["attempts"] == 1
+    assert set(depths.values()) == {0}
     assert [(a["status_code"], a["outcome"]) for a in attempts] == [(410, "gone")]
     assert len(receiver.requests) == 1
 
 
 async def test_exhausted_attempts_end_failed_in_the_dead_queue(settings: Settings) -> None:
     receiver = Receiver(Answer(503, body=b"down for maintenance"))
-    async with receiver.running(), database(settings) as conn, sender_running(settings):
-        sub_id, _ = await insert_subscription(conn, receiver.url())
-        msg = await insert_delivery(conn, sub_id)
-        await publish(settings, msg)
+    async with receiver.running(), database(settings) as conn:
+        async with sender_running(settings):
+            sub_id, _ = await insert_subscription(conn, receiver.url())
+            msg = await insert_delivery(conn, sub_id)
+            await publish(settings, msg)
 
-        row = await wait_for_status(conn, msg.delivery_id, "failed")
-        attempts = await attempts_of(conn, msg.delivery_id)
-        await asyncio.sleep(0.8)
+            row = await wait_for_status(conn, msg.delivery_id, "failed")
+            attempts = await attempts_of(conn, msg.delivery_id)
+        # Stopped: the last attempt's dead-queue publish was confirmed before its ack.
+        depths = await queue_depths(settings)
     dead = await queue_messages(settings, Topology(settings.namespace, ()).dead_queue.name)
 
+    assert set(depths.values()) == {0}
     assert len(receiver.requests) == 3
     assert row["attempts"] == 3 and row["last_status_code"] == 503
     assert [(a["attempt"], a["status_code"]) for a in attempts] == [(1, 503), (2, 503), (3, 503)]
@@ -168,15 +177,11 @@ async def test_during_rotation_both_secrets_sign(settings: Settings) -> None:
     receiver = Receiver(Answer(200))
     old_secret, new_secret = generate_secret(), generate_secret()
     async with receiver.running(), database(settings) as conn, sender_running(settings):
-        sub_id, _ = await insert_subscription(conn, receiver.url(), secret=new_secret)
-        await conn.execute(
-            "UPDATE subscriptions SET previous_secret = $2, previous_secret_expires_at = $3"
-            " WHERE id = $1",
-            sub_id,
-            old_secret,
-            datetime.now(UTC) + timedelta(hours=24),
+        # Both secrets in one statement: whenever the sender's cache loads the row, it has
+        # both (an UPDATE after the INSERT would race the cache's reload on NOTIFY).
+        sub_id, _ = await insert_subscription(
+            conn, receiver.url(), secret=new_secret, previous_secret=old_secret
         )
-        await asyncio.sleep(0.5)  # the cache reloads the row on its NOTIFY
         msg = await insert_delivery(conn, sub_id)
         await publish(settings, msg)
         (request,) = await receiver.wait_for(1)

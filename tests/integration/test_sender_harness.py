@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
@@ -107,20 +107,28 @@ class Delivery:
 
 
 async def insert_subscription(
-    conn: asyncpg.Connection, url: str, *, secret: str | None = None, status: str = "enabled"
+    conn: asyncpg.Connection,
+    url: str,
+    *,
+    secret: str | None = None,
+    status: str = "enabled",
+    previous_secret: str | None = None,
 ) -> tuple[str, str]:
-    """A subscription to everything; returns (id, secret)."""
+    """A subscription to everything (with `previous_secret` valid for a day, if given);
+    returns (id, secret)."""
     sub_id = new_id("sub")
     secret = secret or generate_secret()
     await conn.execute(
-        "INSERT INTO subscriptions (id, url, event_types, status, disabled_reason, secret)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO subscriptions (id, url, event_types, status, disabled_reason, secret,"
+        " previous_secret, previous_secret_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         sub_id,
         url,
         ["*"],
         status,
         None if status == "enabled" else "manual",
         secret,
+        previous_secret,
+        datetime.now(UTC) + timedelta(days=1) if previous_secret else None,
     )
     return sub_id, secret
 
@@ -186,6 +194,21 @@ async def queue_messages(settings: Settings, queue_name: str) -> list[dict[str, 
         for message in held:
             await message.nack(requeue=True)
         return found
+    finally:
+        await connection.close()
+
+
+async def queue_depths(settings: Settings) -> dict[str, int]:
+    """How many messages wait in the sender's work queue and each retry queue."""
+    topology = Topology(settings.namespace, settings.retry_delays)
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        depths = {}
+        for q in (topology.deliveries_queue, *topology.retry_queues):
+            declared = await channel.declare_queue(q.name, passive=True)
+            depths[q.name] = declared.declaration_result.message_count or 0
+        return depths
     finally:
         await connection.close()
 
