@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -119,3 +121,44 @@ async def publish_confirmed(
             f"publish to {exchange.name or 'default exchange'}/{routing_key} not confirmed: "
             f"{type(result).__name__}"
         )
+
+
+JSON_CONTENT_TYPE = "application/json"
+PERSISTENT = 2
+"""`delivery_mode` of a persistent message, for `spec.Basic.Properties`."""
+
+
+async def publish_burst(
+    channel: AbstractChannel,
+    exchange: str,
+    messages: Sequence[tuple[bytes, str, spec.Basic.Properties]],
+) -> list[BaseException | None]:
+    """Publish (body, routing key, properties) messages at once as mandatory, straight on
+    aiormq (no aio-pika `Message` and no task per message), and await all their confirms.
+
+    The hot-path alternative to `publish_confirmed`; the channel needs publisher confirms.
+    Returns, per message, None once confirmed, else why not: the exception, or
+    BrokerUnavailable for a nack or return. Raises only while getting the channel (it waits
+    for a reconnecting robust channel): nothing was published then. Put the burst under
+    one deadline (`asyncio.timeout`) rather than one per message; a deadline cancels the
+    whole burst, and which of its messages went out is then unknown.
+    """
+    underlay = await channel.get_underlay_channel()
+    results = await asyncio.gather(
+        *(
+            underlay.basic_publish(
+                body, exchange=exchange, routing_key=key, properties=props, mandatory=True
+            )
+            for body, key, props in messages
+        ),
+        return_exceptions=True,
+    )
+    return [_confirm_outcome(exchange, result) for result in results]
+
+
+def _confirm_outcome(exchange: str, result: object) -> BaseException | None:
+    if isinstance(result, spec.Basic.Ack):
+        return None
+    if isinstance(result, BaseException):
+        return result
+    return BrokerUnavailable(f"RabbitMQ did not confirm a publish to {exchange}: {result!r}")

@@ -17,7 +17,13 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiormq import spec
 
-from shared.amqp import delivery_json_message, json_message
+from shared.amqp import (
+    JSON_CONTENT_TYPE,
+    PERSISTENT,
+    delivery_json_message,
+    json_message,
+    publish_burst,
+)
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
 from shared.models import H_ERROR, DeliveryMessage, EventMessage
@@ -29,8 +35,6 @@ H_REASON = "x-hookline-reason"
 """Header of a rejected message: the short reason label (the metric's `reason`)."""
 
 _CONFIRM_TIMEOUT_S = 10.0
-_CONTENT_TYPE = "application/json"
-_PERSISTENT = 2
 _ERROR_HEADER_MAX = 1000
 _BROKER_ERRORS = (
     aio_pika.exceptions.AMQPError,
@@ -67,53 +71,44 @@ class Publisher:
         Once any message may have gone out this never raises: a failure of one message,
         whatever its kind, is that message's BrokerUnavailable.
 
-        Talks to the underlying aiormq channel with ready-made properties (no aio-pika
-        `Message` and no task per event), under one deadline for the whole batch.
+        One `shared.amqp.publish_burst` (straight on aiormq with ready-made properties)
+        under one deadline for the whole batch.
         """
         if not messages:
             return []
+        burst = [
+            (
+                m.body,
+                m.event_type,
+                spec.Basic.Properties(
+                    content_type=JSON_CONTENT_TYPE,
+                    delivery_mode=PERSISTENT,
+                    headers=m.headers(),
+                    message_id=m.event_id,
+                ),
+            )
+            for m in messages
+        ]
         try:
             async with asyncio.timeout(_CONFIRM_TIMEOUT_S):
-                underlay = await self._channel.get_underlay_channel()
-                results = await asyncio.gather(
-                    *(self._publish_raw(underlay, m) for m in messages), return_exceptions=True
-                )
+                results = await publish_burst(self._channel, self._events.name, burst)
         except _BROKER_ERRORS as exc:
             return [self._unconfirmed(self._events, exc)] * len(messages)
         return [self._outcome(result) for result in results]
 
-    async def _publish_raw(
-        self, underlay: aiormq.abc.AbstractChannel, message: EventMessage
-    ) -> object:
-        properties = spec.Basic.Properties(
-            content_type=_CONTENT_TYPE,
-            delivery_mode=_PERSISTENT,
-            headers=message.headers(),
-            message_id=message.event_id,
-        )
-        return await underlay.basic_publish(
-            message.body,
-            exchange=self._events.name,
-            routing_key=message.event_type,
-            properties=properties,
-            mandatory=True,
-        )
-
-    def _outcome(self, result: object) -> BrokerUnavailable | None:
-        if isinstance(result, spec.Basic.Ack):
-            return None
-        if isinstance(result, BaseException):
-            if not isinstance(result, _BROKER_ERRORS):
-                # A bug rather than an outage, but other events of the batch may already be
-                # on {ns}.events: raising would fail their callers too, so this event alone
-                # is reported unconfirmed (its caller retries; the idempotency key holds).
-                log.error(
-                    "event_publish_failed",
-                    error_type=type(result).__name__,
-                    exc_info=(type(result), result, result.__traceback__),
-                )
-            return self._unconfirmed(self._events, result)
-        return BrokerUnavailable(f"RabbitMQ refused a publish to {self._events.name}: {result!r}")
+    def _outcome(self, result: BaseException | None) -> BrokerUnavailable | None:
+        if result is None or isinstance(result, BrokerUnavailable):
+            return result
+        if not isinstance(result, _BROKER_ERRORS):
+            # A bug rather than an outage, but other events of the batch may already be on
+            # {ns}.events: raising would fail their callers too, so this event alone is
+            # reported unconfirmed (its caller retries; the idempotency key holds).
+            log.error(
+                "event_publish_failed",
+                error_type=type(result).__name__,
+                exc_info=(type(result), result, result.__traceback__),
+            )
+        return self._unconfirmed(self._events, result)
 
     async def publish_delivery(self, message: DeliveryMessage) -> None:
         """Hand a delivery to the sender's work queue."""
