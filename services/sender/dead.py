@@ -19,7 +19,7 @@ from typing import TextIO
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared.amqp import connect, declare, delivery_json_message
+from shared.amqp import connect, declare, delivery_json_message, publish_confirmed
 from shared.logging import configure_logging, get_logger
 from shared.models import H_ERROR, DeliveryMessage
 from shared.settings import Settings, load_settings
@@ -101,7 +101,7 @@ async def redrive(settings: Settings, subscription_id: str | None = None) -> Red
     connection = await connect(settings, "dead-redrive")
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     try:
-        channel = await connection.channel(publisher_confirms=True)
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         queue = await _dead_queue(channel, topology)
         exchange = await channel.get_exchange(topology.deliveries_exchange.name)
         kept: list[AbstractIncomingMessage] = []
@@ -117,10 +117,8 @@ async def redrive(settings: Settings, subscription_id: str | None = None) -> Red
                 continue
             fresh = replace(msg, attempt=1)
             await conn.execute(_SET_PENDING, fresh.delivery_id)
-            await exchange.publish(
-                delivery_json_message(fresh),
-                routing_key=SEND_ROUTING_KEY,
-            )
+            # Mandatory: with the work queue gone this raises and the message stays dead.
+            await publish_confirmed(exchange, delivery_json_message(fresh), SEND_ROUTING_KEY)
             await message.ack()
             redriven.append(fresh.delivery_id)
             log.info(
