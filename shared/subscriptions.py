@@ -12,7 +12,7 @@ from shared.signing import secret_bytes
 
 _COLUMNS = (
     "id, url, event_types, status, tenant_id, secret, previous_secret,"
-    " previous_secret_expires_at, deleted_at"
+    " previous_secret_expires_at, deleted_at, parked_until"
 )
 
 
@@ -28,6 +28,8 @@ class Subscription:
     keys: tuple[bytes, ...]
     """The current secret's key, then the previous one while it is still live."""
     previous_key_expires_at: datetime | None
+    parked_until: datetime | None = None
+    """While in the future, fanout parks new deliveries in a retry queue (a stuck target)."""
 
     def live_keys(self, now: datetime) -> list[bytes]:
         """Keys to sign with at `now`: the old secret signs beside the new for its grace time."""
@@ -52,6 +54,7 @@ def from_row(row: asyncpg.Record, box: SecretBox) -> Subscription:
         tenant_id=row["tenant_id"],
         keys=tuple(keys),
         previous_key_expires_at=row["previous_secret_expires_at"],
+        parked_until=row["parked_until"],
     )
 
 

@@ -44,6 +44,9 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         # Mandatory publishes that no queue takes raise instead of passing as confirmed.
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare(publish_channel, *topology.for_fanout())
+        # Deliveries of a parked subscription go straight to a retry queue (see
+        # services.sender.park); the sender declares them too, with the same arguments.
+        await declare(publish_channel, [], list(topology.retry_queues))
         consume_channel = await connection.channel()
         await consume_channel.set_qos(prefetch_count=settings.fanout_prefetch)
         queue = await consume_channel.get_queue(topology.fanout_queue.name)
@@ -63,6 +66,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
             publisher=DeliveryPublisher(publish_channel, topology.deliveries_exchange.name),
             default_exchange=publish_channel.default_exchange,
             rejected_queue=topology.fanout_rejected_queue.name,
+            topology=topology,
         )
         readiness.add("fanout_subscriptions", cache.ready)
         readiness.add("fanout_database", lambda: router.storage_ok and not pool.is_closing())

@@ -8,6 +8,7 @@ aio-pika `Message` per delivery; the robust aio-pika channel still owns reconnec
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
@@ -33,16 +34,24 @@ class DeliveryPublisher:
         self._channel = channel
         self._exchange_name = exchange_name
 
-    async def publish(self, event: EventMessage, rows: list[DeliveryRow]) -> None:
+    async def publish(
+        self, event: EventMessage, rows: list[DeliveryRow], parked: Mapping[str, str] | None = None
+    ) -> None:
         """Publish one delivery per row; returns once the broker confirmed every one.
+
+        `parked` maps the subscription id of a parked row to the retry queue it goes to
+        instead of the sender's work queue (through the default exchange); it comes back to
+        the work queue when that queue's delay ran out, as attempt 1.
 
         Raises BrokerUnavailable (or the AMQP error) when any is not confirmed; the caller
         then publishes them all again, which is safe as each keeps its delivery id.
         """
         async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await self._publish(event, rows)
+            await self._publish(event, rows, parked or {})
 
-    async def _publish(self, event: EventMessage, rows: list[DeliveryRow]) -> None:
+    async def _publish(
+        self, event: EventMessage, rows: list[DeliveryRow], parked: Mapping[str, str]
+    ) -> None:
         # Waits for the robust connection while it reconnects, within the caller's deadline.
         underlay = await self._channel.get_underlay_channel()
         # The layout of `DeliveryMessage.properties()`: ids in basic properties, a two-entry
@@ -59,11 +68,12 @@ class DeliveryPublisher:
                 message_type=event.event_type,
                 app_id=subscription_id,
             )
+            retry_queue = parked.get(subscription_id) if parked else None
             publishes.append(
                 underlay.basic_publish(
                     event.body,
-                    exchange=self._exchange_name,
-                    routing_key=SEND_ROUTING_KEY,
+                    exchange=self._exchange_name if retry_queue is None else "",
+                    routing_key=SEND_ROUTING_KEY if retry_queue is None else retry_queue,
                     properties=properties,
                     # A deliveries queue deleted by hand must fail the publish (the event is
                     # then requeued), not drop the deliveries: a return is not an ack.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -31,7 +32,10 @@ from shared.ids import delivery_id
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED, FANOUT_DELIVERIES
 from shared.models import H_ERROR, EventMessage
+from shared.retry import RetrySchedule
 from shared.subscription_cache import SubscriptionCache
+from shared.subscriptions import Subscription
+from shared.topology import Topology
 
 log = get_logger("fanout")
 
@@ -52,12 +56,17 @@ class Router:
         publisher: DeliveryPublisher,
         default_exchange: AbstractExchange,
         rejected_queue: str,
+        topology: Topology | None = None,
     ) -> None:
+        """`topology` names the retry queues parked deliveries go to; without it none is
+        parked."""
         self._cache = cache
         self._writer = writer
         self._publisher = publisher
         self._default = default_exchange
         self._rejected_queue = rejected_queue
+        self._topology = topology
+        self._schedule = RetrySchedule(topology.retry_delays_s) if topology else None
         self._failures = 0
         self._stopping = asyncio.Event()
         self._inflight = 0
@@ -111,10 +120,11 @@ class Router:
             await _settle(message.ack())
             return
         rows = [(delivery_id(event.event_id, s.id), event.event_id, s.id) for s in subscriptions]
+        parked = self._parked(subscriptions)
         try:
             await self._writer.submit(rows)
             self.storage_ok = True
-            await self._publisher.publish(event, rows)
+            await self._publisher.publish(event, rows, parked)
         except asyncpg.IntegrityConstraintViolationError as exc:
             # The event (or a subscription) is not stored: requeueing would loop forever.
             await self._reject(message, "not_stored", f"{type(exc).__name__}: {exc}")
@@ -127,6 +137,29 @@ class Router:
         self._failures = 0
         FANOUT_DELIVERIES.inc(len(rows))
         await _settle(message.ack())
+
+    def _parked(self, subscriptions: list[Subscription]) -> dict[str, str] | None:
+        """Subscription id -> retry queue, for those parked now (see services.sender.park).
+
+        The queue's delay is the time the park has left, rounded up to a queue delay: the
+        delivery then comes back to the sender about when the park ends.
+        """
+        topology, schedule = self._topology, self._schedule
+        if topology is None or schedule is None:
+            return None
+        parked: dict[str, str] | None = None
+        now: datetime | None = None
+        for sub in subscriptions:
+            if sub.parked_until is None:
+                continue
+            now = now or datetime.now(UTC)
+            remaining_s = (sub.parked_until - now).total_seconds()
+            if remaining_s > 0:
+                parked = parked or {}
+                parked[sub.id] = topology.retry_queue(
+                    schedule.queue_delay_at_least(remaining_s)
+                ).name
+        return parked
 
     async def _reject(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
         """Move a message fanout cannot handle to `{ns}.fanout.rejected`, then ack it."""

@@ -30,6 +30,7 @@ from services.sender.classify import AttemptResult, Outcome, Verdict, classify
 from services.sender.disable import disable
 from services.sender.failures import FailureCounts
 from services.sender.limits import TargetLimits
+from services.sender.park import Parking
 from services.sender.requeue import Requeue, deferrals_of
 from services.sender.slots import Slots
 from shared import metrics
@@ -74,6 +75,7 @@ class DeliveryWorker:
         self._limits = TargetLimits(
             settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
         )
+        self._parking = Parking(parts.pool, self._schedule, settings.delivery_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures = FailureCounts()
 
@@ -178,7 +180,9 @@ class DeliveryWorker:
             await self._cancel(msg, deleted=sub is None)
         elif not self._limits.try_acquire(sub.id):
             deferrals = deferrals_of(message.headers) + 1
-            await self._defer(msg, deferrals, self._limits.stuck_for(sub.id))
+            stuck_s = self._limits.stuck_for(sub.id)
+            await self._defer(msg, deferrals, stuck_s)
+            await self._parking.stuck(sub, stuck_s)
         else:
             took_s = 0.0
             try:
@@ -186,6 +190,8 @@ class DeliveryWorker:
                 took_s = result.duration_s
             finally:
                 self._limits.release(sub.id, took_s)
+            if took_s < self._p.settings.delivery_timeout / 2:
+                await self._parking.quick(sub)
             await self._settle(msg, sub, result, started_at)
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:

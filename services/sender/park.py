@@ -1,0 +1,90 @@
+"""Parking a stuck target at the source: fanout then skips the sender for its new deliveries.
+
+A target that hangs keeps its share of the sender's slots for whole delivery timeouts; every
+further delivery of it is consumed, found over its cap and deferred to a retry queue: one
+pass through RabbitMQ and the sender per delivery, paid for by every other subscription on a
+busy machine (issue 6). Once a target has been stuck for `PARK_AFTER_TIMEOUTS` timeouts, the
+sender sets `subscriptions.parked_until` (one UPDATE per park, not per message; the NOTIFY
+trigger carries it to every cache) and fanout publishes the target's new deliveries straight
+into a retry queue until then (`services.fanout.router`). A quick attempt of a parked target,
+i.e. a recovered one, clears the park at once; deliveries parked already still wait out their
+queue's delay. Nothing is lost: parked deliveries are ordinary retry-queue messages that come
+back to the sender as attempt 1 and are tried as usual.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from shared.errors import DATABASE_ERRORS
+from shared.logging import get_logger
+from shared.retry import DEFERRAL_PATIENCE_GROWTH_MAX, RetrySchedule
+from shared.subscriptions import Subscription
+
+log = get_logger("sender")
+
+PARK_AFTER_TIMEOUTS = 0.5
+"""How long, in delivery timeouts, a target refuses slots with no quick attempt (one under
+half a timeout, as in `TargetLimits`) before it is parked. A healthy target, however busy,
+frees a slot quickly and is never parked; a hanging one is parked about half a timeout after
+its slots filled, before fanout has published much more of its backlog."""
+
+_PARK = "UPDATE subscriptions SET parked_until = now() + make_interval(secs => $2) WHERE id = $1"
+_UNPARK = "UPDATE subscriptions SET parked_until = NULL WHERE id = $1 AND parked_until IS NOT NULL"
+
+
+class Parking:
+    """Sets and clears `parked_until`, each at most once per delivery timeout per target."""
+
+    def __init__(self, pool: asyncpg.Pool, schedule: RetrySchedule, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+        # As long as the longest wait of a deferral: fanout rounds the time left up to a queue
+        # delay, so a parked delivery waits at most this long, as a deferred one does.
+        self.park_s = schedule.queue_delay_at_least(timeout_s * DEFERRAL_PATIENCE_GROWTH_MAX)
+        self._last_change: dict[tuple[str, str], float] = {}
+
+    async def stuck(self, sub: Subscription, stuck_s: float) -> None:
+        """Park `sub` when it has been stuck long enough and is not parked (nearly) already."""
+        if stuck_s < PARK_AFTER_TIMEOUTS * self._timeout_s:
+            return
+        now = datetime.now(UTC)
+        if sub.parked_until is not None and sub.parked_until > now + timedelta(
+            seconds=self._timeout_s
+        ):
+            return
+        if await self._change(sub.id, _PARK, self.park_s):
+            log.warning(
+                "subscription_parked",
+                subscription_id=sub.id,
+                stuck_s=round(stuck_s, 1),
+                park_s=self.park_s,
+            )
+
+    async def quick(self, sub: Subscription) -> None:
+        """Clear the park of `sub` after a quick attempt: its target answers again."""
+        if sub.parked_until is None:
+            return
+        if await self._change(sub.id, _UNPARK):
+            log.info("subscription_unparked", subscription_id=sub.id)
+
+    async def _change(self, subscription_id: str, sql: str, *args: float) -> bool:
+        # The cache learns of the change a moment later (NOTIFY): until then the same target
+        # would ask again with every message, so one change per timeout is enough.
+        mono = time.monotonic()
+        key = (subscription_id, sql)
+        if mono - self._last_change.get(key, -1e9) < self._timeout_s:
+            return False
+        self._last_change[key] = mono
+        try:
+            await self._pool.execute(sql, subscription_id, *args)
+        except DATABASE_ERRORS as exc:
+            # Only an optimisation: the deliveries are deferred by the sender as before.
+            log.warning(
+                "subscription_park_failed", subscription_id=subscription_id, error=repr(exc)
+            )
+            return False
+        return True
