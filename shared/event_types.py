@@ -23,7 +23,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from shared.errors import StorageUnavailable
+from shared.errors import DATABASE_ERRORS, StorageUnavailable
 from shared.logging import get_logger
 
 CHANNEL = "hookline_event_types"
@@ -33,7 +33,7 @@ _BACKOFF_MAX_S = 5.0
 _KEEPALIVE_S = 5.0
 _MAX_ERRORS = 20
 """Schema violations reported per event: enough to fix a payload, bounded for headers."""
-_CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_CONNECTION_ERRORS = DATABASE_ERRORS
 
 log = get_logger("event_types")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.errors import ConfigurationError, StorageUnavailable
+from shared.errors import DATABASE_ERRORS, ConfigurationError, StorageUnavailable
 from shared.logging import get_logger
 from shared.matching import candidate_keys
 from shared.metrics import SUBSCRIPTIONS_CACHED
@@ -32,13 +32,12 @@ _QUERY_TIMEOUT_S = 10.0
 _MEMO_MAX = 10_000
 """Memoized (event type, tenant) answers kept before the memo starts over."""
 
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    # Raised by a connection left in a bad state by a dropped backend; reconnecting heals it.
-    asyncpg.InternalClientError,
+_CONNECTION_ERRORS = DATABASE_ERRORS
+# A secret that stopped opening is an operator's fix: the watcher keeps trying meanwhile.
+_RECONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    *DATABASE_ERRORS,
+    ConfigurationError,
+    ValueError,
 )
 
 log = get_logger("subscription_cache")
@@ -300,8 +299,7 @@ class SubscriptionCache:
             await self._drop_connection()
             try:
                 await self._connect_and_load()
-            except (*_CONNECTION_ERRORS, ConfigurationError, ValueError) as exc:
-                # A secret that stopped opening is an operator's fix: keep trying meanwhile.
+            except _RECONNECT_ERRORS as exc:
                 log.warning(
                     "subscription_listener_reconnect_failed",
                     service=self._service,
