@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shared.acks import AckPlan, AckTracker, BatchAcker
+from tests.unit.amqp_fakes import FakeChannel
 
 HOLD_S = 0.02
 
@@ -69,15 +70,6 @@ def test_finishing_twice_or_an_unknown_tag_acks_nothing_more() -> None:
     tracker.finish(1, now=0.0)
     tracker.finish(7, now=0.0)
     assert tracker.take(now=1.0) == AckPlan(upto=None, singles=())
-
-
-@dataclass
-class FakeChannel:
-    acks: list[tuple[int, bool]] = field(default_factory=list)
-    is_closed: bool = False
-
-    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        self.acks.append((delivery_tag, multiple))
 
 
 @dataclass

@@ -13,6 +13,7 @@ from services.sender.worker import DeliveryWorker, WorkerParts
 from shared.acks import BatchAcker
 from shared.errors import StorageUnavailable
 from tests.support import make_settings
+from tests.unit.amqp_fakes import FakeChannel
 
 
 def test_a_key_reaches_the_limit_after_that_many_failures_in_a_row() -> None:
@@ -38,15 +39,6 @@ def test_the_oldest_keys_are_forgotten_beyond_the_bound() -> None:
         counts.failed(key, redelivered=False)
     assert counts.failed("a", redelivered=False) is False
     assert counts.failed("c", redelivered=False) is True
-
-
-@dataclass
-class FakeChannel:
-    acks: list[tuple[int, bool]] = field(default_factory=list)
-    is_closed: bool = False
-
-    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        self.acks.append((delivery_tag, multiple))
 
 
 @dataclass
