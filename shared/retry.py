@@ -54,6 +54,11 @@ class RetrySchedule:
             return self.queue_delays_s[-1]
         return self.queue_delays_s[index]
 
+    def queue_delay_at_most(self, wanted_s: float) -> float:
+        """The longest queued delay of at most `wanted_s`, or the shortest when none is."""
+        index = bisect.bisect_right(self.queue_delays_s, wanted_s)
+        return self.queue_delays_s[max(index - 1, 0)]
+
     def deferral_delay(self, deferrals: int, patience_s: float) -> float:
         """How long a delivery deferred for the `deferrals`-th time in a row waits to come back.
 
@@ -69,6 +74,15 @@ class RetrySchedule:
         index = min(count, len(self.queue_delays_s)) - 1
         growth = min(2.0 ** min(count - 1, 32), DEFERRAL_PATIENCE_GROWTH_MAX)
         return min(self.queue_delays_s[index], self.queue_delay_at_least(patience_s * growth))
+
+
+def park_length(stuck_s: float, patience_s: float) -> float:
+    """How long to park a target whose slots have been full for `stuck_s` (see
+    `services.sender.park`): one patience at first, doubling with each further patience it
+    stays stuck, capped at `DEFERRAL_PATIENCE_GROWTH_MAX` patiences. A target that hung a few
+    seconds is parked briefly; only one stuck for minutes is parked for minutes."""
+    doublings = min(max(int(stuck_s // patience_s), 0), 32)
+    return patience_s * min(2.0**doublings, DEFERRAL_PATIENCE_GROWTH_MAX)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -141,8 +141,10 @@ class Router:
     def _parked(self, subscriptions: list[Subscription]) -> dict[str, str] | None:
         """Subscription id -> retry queue, for those parked now (see services.sender.park).
 
-        The queue's delay is the time the park has left, rounded up to a queue delay: the
-        delivery then comes back to the sender about when the park ends.
+        The queue's delay is the time the park has left, rounded down to a queue delay (never
+        below the shortest): the delivery comes back no later than the park ends, so a target
+        parked briefly is not made to wait the next longer delay (5 min by default). One that
+        comes back while its target is still stuck is simply deferred or parked again.
         """
         topology, schedule = self._topology, self._schedule
         if topology is None or schedule is None:
@@ -157,7 +159,7 @@ class Router:
             if remaining_s > 0:
                 parked = parked or {}
                 parked[sub.id] = topology.retry_queue(
-                    schedule.queue_delay_at_least(remaining_s)
+                    schedule.queue_delay_at_most(remaining_s)
                 ).name
         return parked
 

@@ -10,6 +10,11 @@ into a retry queue until then (`services.fanout.router`). A quick attempt of a p
 i.e. a recovered one, clears the park at once; deliveries parked already still wait out their
 queue's delay. Nothing is lost: parked deliveries are ordinary retry-queue messages that come
 back to the sender as attempt 1 and are tried as usual.
+
+The park grows with how long the target has been stuck (`shared.retry.park_length`): one
+timeout at first, doubling while it stays stuck, capped; fanout rounds the time left down to a
+queue delay. A target that hangs for seconds during a deploy thus delays its parked deliveries
+by about the shortest retry delay, not minutes; one that stays stuck is parked again, longer.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import asyncpg
 
 from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
-from shared.retry import DEFERRAL_PATIENCE_GROWTH_MAX, RetrySchedule
+from shared.retry import park_length
 from shared.subscriptions import Subscription
 
 log = get_logger("sender")
@@ -39,12 +44,9 @@ _UNPARK = "UPDATE subscriptions SET parked_until = NULL WHERE id = $1 AND parked
 class Parking:
     """Sets and clears `parked_until`, each at most once per delivery timeout per target."""
 
-    def __init__(self, pool: asyncpg.Pool, schedule: RetrySchedule, timeout_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
-        # As long as the longest wait of a deferral: fanout rounds the time left up to a queue
-        # delay, so a parked delivery waits at most this long, as a deferred one does.
-        self.park_s = schedule.queue_delay_at_least(timeout_s * DEFERRAL_PATIENCE_GROWTH_MAX)
         self._last_change: dict[tuple[str, str], float] = {}
 
     async def stuck(self, sub: Subscription, stuck_s: float) -> None:
@@ -56,12 +58,13 @@ class Parking:
             seconds=self._timeout_s
         ):
             return
-        if await self._change(sub.id, _PARK, self.park_s):
+        park_s = park_length(stuck_s, self._timeout_s)
+        if await self._change(sub.id, _PARK, park_s):
             log.warning(
                 "subscription_parked",
                 subscription_id=sub.id,
                 stuck_s=round(stuck_s, 1),
-                park_s=self.park_s,
+                park_s=park_s,
             )
 
     async def quick(self, sub: Subscription) -> None:

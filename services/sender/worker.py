@@ -75,7 +75,7 @@ class DeliveryWorker:
         self._limits = TargetLimits(
             settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
         )
-        self._parking = Parking(parts.pool, self._schedule, settings.delivery_timeout)
+        self._parking = Parking(parts.pool, settings.delivery_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures = FailureCounts()
 

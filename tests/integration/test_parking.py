@@ -117,3 +117,23 @@ async def test_a_hanging_target_is_parked_and_gets_everything_once_it_recovers(
         await _until(lambda: _is_unparked(conn, sub_id), within_s=10)
 
     assert {r.headers["webhook-id"] for r in receiver.requests} == {m.event_id for m in msgs}
+
+
+async def test_a_briefly_parked_subscriptions_delivery_comes_back_after_a_short_delay(
+    fanout_long_retry: Fanout,
+) -> None:
+    f = fanout_long_retry
+    parked = await insert_matching(f.db, ["order.*"])
+    # Parked for 10 s, less than the 30 s queue: rounding that up would hold the delivery
+    # three times as long as the park; rounded down it waits the 0.2 s queue.
+    await f.db.execute(
+        "UPDATE subscriptions SET parked_until = $2 WHERE id = $1",
+        parked,
+        datetime.now(UTC) + timedelta(seconds=10),
+    )
+    event = await f.event("order.created")
+    await f.publish(event)
+
+    [delivery] = await f.deliveries(1)
+    assert (delivery.subscription_id, delivery.event_id) == (parked, event.event_id)
+    assert await f.queue_depth(f.topology.retry_queue(LONG_S).name) == 0

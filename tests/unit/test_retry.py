@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from shared.retry import RetrySchedule, parse_retry_after
+from shared.retry import RetrySchedule, park_length, parse_retry_after
 
 DEFAULT = RetrySchedule((5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0))
 
@@ -84,3 +84,19 @@ def test_retry_after_as_http_date() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2024"])
 def test_unreadable_retry_after_is_ignored(value: str | None) -> None:
     assert parse_retry_after(value) is None
+
+
+@pytest.mark.parametrize(
+    ("wanted", "chosen"),
+    [(0.0, 5.0), (4.9, 5.0), (5.0, 5.0), (299.0, 5.0), (300.0, 300.0), (1e9, 86400.0)],
+)
+def test_a_park_gets_the_longest_queue_at_most_as_long(wanted: float, chosen: float) -> None:
+    assert DEFAULT.queue_delay_at_most(wanted) == chosen
+
+
+def test_a_park_is_short_at_first_and_grows_while_the_target_stays_stuck() -> None:
+    lengths = [park_length(stuck, patience_s=15.0) for stuck in (7.5, 15.0, 30.0, 60.0, 600.0)]
+    assert lengths == [15.0, 30.0, 60.0, 240.0, 300.0]
+    # A target stuck for seconds: its parked deliveries wait the shortest queue, not 5 min.
+    assert DEFAULT.queue_delay_at_most(park_length(8.0, 15.0)) == 5.0
+    assert DEFAULT.queue_delay_at_most(park_length(600.0, 15.0)) == 300.0
