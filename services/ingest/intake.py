@@ -82,6 +82,8 @@ class _Pending:
     new: NewEvent
     stored: StoredEvent | None = None
     inserted: bool = False
+    claim: event_store.Claim | None = None
+    """The dispatch claim this process holds on the event, once it does."""
     published: bool = False
     error: HooklineError | None = None
 
@@ -148,9 +150,9 @@ class Intake:
         results = await event_store.insert_many(self._pool, [p.new for p in firsts])
         claimed: list[_Pending] = []  # a new row is claimed by the INSERT storing it
         undispatched: list[_Pending] = []
-        for pending, (stored, inserted) in zip(firsts, results, strict=True):
-            pending.stored, pending.inserted = stored, inserted
-            if inserted:
+        for pending, (stored, claim) in zip(firsts, results, strict=True):
+            pending.stored, pending.claim, pending.inserted = stored, claim, claim is not None
+            if pending.inserted:
                 claimed.append(pending)
             elif stored.dispatched_at is None:
                 undispatched.append(pending)
@@ -178,8 +180,8 @@ class Intake:
         mine: list[_Pending] = []
         for pending in undispatched:
             assert pending.stored is not None
-            pending.stored, is_mine = claims[pending.stored.id]
-            if is_mine:
+            pending.stored, pending.claim = claims[pending.stored.id]
+            if pending.claim is not None:
                 mine.append(pending)
             elif pending.stored.dispatched_at is None:
                 pending.error = BrokerUnavailable(
@@ -191,23 +193,24 @@ class Intake:
         stored = [p.stored for p in claimed if p.stored is not None]
         errors = await self._publisher.publish_events([_message(event) for event in stored])
         published: list[_Pending] = []
-        failed: list[str] = []
+        failed: dict[str, event_store.Claim] = {}
         for pending, event, error in zip(claimed, stored, errors, strict=True):
             if error is None:
                 pending.published = True
                 published.append(pending)
             else:
                 pending.error = error
-                failed.append(event.id)
+                if pending.claim is not None:
+                    failed[event.id] = pending.claim
         await self._mark(published)
         await self._release(failed)
 
-    async def _release(self, event_ids: list[str]) -> None:
+    async def _release(self, claims: dict[str, event_store.Claim]) -> None:
         try:
-            await event_store.release_dispatch(self._pool, event_ids)
+            await event_store.release_dispatch(self._pool, claims)
         except StorageUnavailable as exc:
             # The claims go stale after CLAIM_STALE_S; until then copies are told to retry.
-            log.warning("events_claim_unreleased", events=len(event_ids), error=str(exc))
+            log.warning("events_claim_unreleased", events=len(claims), error=str(exc))
 
     async def _mark(self, published: list[_Pending]) -> None:
         if not published:

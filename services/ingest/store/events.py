@@ -2,7 +2,8 @@
 
 Which ingest process publishes an undispatched event is decided here, in the database, so
 that replicas sharing it never both publish one key: storing a new row claims it
-(`dispatch_claimed_at`); taking over an older undispatched row is `claim_dispatch()`.
+(`dispatch_claimed_at`); taking over an older undispatched row is `claim_dispatch()`. The
+claim's timestamp is its holder's token: only the holder of that very claim may release it.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ WITH input AS (
     INSERT INTO events (id, type, data, tenant_id, idempotency_key, source, dispatch_claimed_at)
     SELECT id, type, data::jsonb, tenant_id, idempotency_key, source, now() FROM input
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING {_COLUMNS}
+    RETURNING {_COLUMNS}, dispatch_claimed_at
 )
-SELECT true AS inserted, {_COLUMNS} FROM inserted
+SELECT true AS inserted, {_COLUMNS}, dispatch_claimed_at FROM inserted
 UNION ALL
-SELECT false, {", ".join("e." + c for c in _COLUMNS.split(", "))}
+SELECT false, {", ".join("e." + c for c in _COLUMNS.split(", "))}, NULL
 FROM events e JOIN input i ON e.idempotency_key = i.idempotency_key
 """
 _BY_KEYS = f"SELECT {_COLUMNS} FROM events WHERE idempotency_key = ANY($1::text[])"
@@ -52,16 +53,20 @@ WITH claimed AS (
     WHERE id = ANY($1::text[]) AND dispatched_at IS NULL
       AND (dispatch_claimed_at IS NULL
            OR dispatch_claimed_at < now() - $2::float8 * interval '1 second')
-    RETURNING id
+    RETURNING id, dispatch_claimed_at
 )
-SELECT c.id IS NOT NULL AS claimed, {", ".join("e." + c for c in _COLUMNS.split(", "))}
+SELECT c.dispatch_claimed_at AS claim, {", ".join("e." + c for c in _COLUMNS.split(", "))}
 FROM events e LEFT JOIN claimed c ON c.id = e.id
 WHERE e.id = ANY($1::text[])
 """
-_RELEASE = (
-    "UPDATE events SET dispatch_claimed_at = NULL"
-    " WHERE id = ANY($1::text[]) AND dispatched_at IS NULL"
-)
+# Only a claim still holding the timestamp its holder set: a claim taken over after it went
+# stale belongs to another process, and clearing it would let a third one publish too.
+_RELEASE = """
+UPDATE events e SET dispatch_claimed_at = NULL
+FROM unnest($1::text[], $2::timestamptz[]) AS c(id, claim)
+WHERE e.id = c.id AND e.dispatch_claimed_at = c.claim AND e.dispatched_at IS NULL
+"""
+_DISPATCH_STATE = "SELECT dispatched_at, dispatch_claimed_at FROM events WHERE id = $1"
 _DELIVERIES = (
     "SELECT id, subscription_id, status, attempts FROM deliveries"
     " WHERE event_id = $1 ORDER BY created_at, id"
@@ -96,12 +101,17 @@ class NewEvent:
     source: str
 
 
+Claim = datetime
+"""The `dispatch_claimed_at` a process set when it claimed an event: its release token."""
+
+
 async def insert_many(
     pool: asyncpg.Pool, new: Sequence[NewEvent]
-) -> list[tuple[StoredEvent, bool]]:
-    """Store a batch in one statement; per row (stored, True), or (the key's first, False).
+) -> list[tuple[StoredEvent, Claim | None]]:
+    """Store a batch in one statement; per row (stored, its claim), or (the key's first, None).
 
-    The idempotency keys of `new` must be distinct (the caller merges copies of a key).
+    Storing a row claims it for this caller. The idempotency keys of `new` must be distinct
+    (the caller merges copies of a key).
     """
     columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
     for row in new:
@@ -118,16 +128,18 @@ async def insert_many(
             column.append(value)
     async with connection(pool) as conn:
         rows = await conn.fetch(_INSERT_MANY, *columns)
-        by_id = {r["id"]: (StoredEvent.from_row(r), True) for r in rows if r["inserted"]}
-        by_key = {
-            r["idempotency_key"]: (StoredEvent.from_row(r), False)
+        by_id: dict[str, tuple[StoredEvent, Claim | None]] = {
+            r["id"]: (StoredEvent.from_row(r), r["dispatch_claimed_at"])
             for r in rows
-            if not r["inserted"]
+            if r["inserted"]
+        }
+        by_key: dict[str | None, tuple[StoredEvent, Claim | None]] = {
+            r["idempotency_key"]: (StoredEvent.from_row(r), None) for r in rows if not r["inserted"]
         }
         late = [r.event.id for r in new if r.id not in by_id and r.event.id not in by_key]
         if late:
             for r in await conn.fetch(_BY_KEYS, late):
-                by_key[r["idempotency_key"]] = (StoredEvent.from_row(r), False)
+                by_key[r["idempotency_key"]] = (StoredEvent.from_row(r), None)
     # A row neither inserted nor found conflicted on its key, whose row then exists (events
     # are never deleted): a KeyError here would be a bug, not an outage.
     return [by_id.get(r.id) or by_key[r.event.id] for r in new]
@@ -135,26 +147,38 @@ async def insert_many(
 
 async def claim_dispatch(
     pool: asyncpg.Pool, event_ids: list[str], stale_after_s: float
-) -> dict[str, tuple[StoredEvent, bool]]:
+) -> dict[str, tuple[StoredEvent, Claim | None]]:
     """Try to become the one process publishing these stored events (one query for all).
 
-    Per id: (the row, True) when this caller now holds the claim and must publish it, or
-    (the row, False) when it is dispatched or another process's fresh claim holds it. A
+    Per id: (the row, its claim) when this caller now holds the claim and must publish it,
+    or (the row, None) when it is dispatched or another process's fresh claim holds it. A
     claim older than `stale_after_s` (its process died or hung) can be taken over.
     """
     if not event_ids:
         return {}
     async with connection(pool) as conn:
         rows = await conn.fetch(_CLAIM, event_ids, stale_after_s)
-    return {r["id"]: (StoredEvent.from_row(r), r["claimed"]) for r in rows}
+    return {r["id"]: (StoredEvent.from_row(r), r["claim"]) for r in rows}
 
 
-async def release_dispatch(pool: asyncpg.Pool, event_ids: list[str]) -> None:
-    """Give up claims whose publish failed, so the next copy of a key publishes at once."""
-    if not event_ids:
+async def release_dispatch(pool: asyncpg.Pool, claims: dict[str, Claim]) -> None:
+    """Give up claims (event id: claim) whose publish failed, so the next copy publishes.
+
+    A claim another process took over meanwhile (it went stale) stays theirs.
+    """
+    if not claims:
         return
     async with connection(pool) as conn:
-        await conn.execute(_RELEASE, event_ids)
+        await conn.execute(_RELEASE, list(claims), list(claims.values()))
+
+
+async def dispatch_state(pool: asyncpg.Pool, event_id: str) -> tuple[datetime | None, bool]:
+    """(dispatched_at, whether a claim is held) of a stored event, in one query."""
+    async with connection(pool) as conn:
+        row = await conn.fetchrow(_DISPATCH_STATE, event_id)
+    if row is None:
+        return None, False
+    return row["dispatched_at"], row["dispatch_claimed_at"] is not None
 
 
 async def mark_dispatched(pool: asyncpg.Pool, event_ids: list[str]) -> None:
