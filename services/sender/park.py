@@ -19,12 +19,12 @@ by about the shortest retry delay, not minutes; one that stays stuck is parked a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.retry import park_length
 from shared.subscriptions import Subscription
@@ -42,14 +42,20 @@ _UNPARK = "UPDATE subscriptions SET parked_until = NULL WHERE id = $1 AND parked
 
 
 class Parking:
-    """Sets and clears `parked_until`, each at most once per delivery timeout per target."""
+    """Sets and clears `parked_until`, each at most once per delivery timeout per target.
+
+    The UPDATEs run as background tasks, at most one in flight per target: a slow database
+    never holds up a message's ack, and a shutdown never cancels one between a successful
+    POST and its ack. `close()` waits for those in flight briefly, then cancels them.
+    """
 
     def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
         self._last_change: dict[tuple[str, str], float] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}
 
-    async def stuck(self, sub: Subscription, stuck_s: float) -> None:
+    def stuck(self, sub: Subscription, stuck_s: float) -> None:
         """Park `sub` when it has been stuck long enough and is not parked (nearly) already."""
         if stuck_s < PARK_AFTER_TIMEOUTS * self._timeout_s:
             return
@@ -59,35 +65,55 @@ class Parking:
         ):
             return
         park_s = park_length(stuck_s, self._timeout_s)
-        if await self._change(sub.id, _PARK, park_s):
-            log.warning(
-                "subscription_parked",
-                subscription_id=sub.id,
-                stuck_s=round(stuck_s, 1),
-                park_s=park_s,
-            )
+        self._start(sub.id, _PARK, park_s, stuck_s=round(stuck_s, 1), park_s=park_s)
 
-    async def quick(self, sub: Subscription) -> None:
+    def quick(self, sub: Subscription) -> None:
         """Clear the park of `sub` after a quick attempt: its target answers again."""
         if sub.parked_until is None:
             return
-        if await self._change(sub.id, _UNPARK):
-            log.info("subscription_unparked", subscription_id=sub.id)
+        self._start(sub.id, _UNPARK)
 
-    async def _change(self, subscription_id: str, sql: str, *args: float) -> bool:
+    async def close(self, grace_s: float = 1.0) -> None:
+        """Wait up to `grace_s` for the UPDATEs in flight, then cancel the rest (only an
+        optimisation: nothing is lost)."""
+        tasks = set(self._inflight.values())
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=grace_s)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+    def _start(self, subscription_id: str, sql: str, *args: float, **fields: float) -> None:
+        if subscription_id in self._inflight:
+            return
         # The cache learns of the change a moment later (NOTIFY): until then the same target
         # would ask again with every message, so one change per timeout is enough.
         mono = time.monotonic()
         key = (subscription_id, sql)
         if mono - self._last_change.get(key, -1e9) < self._timeout_s:
-            return False
+            return
         self._last_change[key] = mono
+        task = asyncio.create_task(
+            self._change(subscription_id, sql, args, fields),
+            name=f"park-{subscription_id}",
+        )
+        self._inflight[subscription_id] = task
+        task.add_done_callback(lambda _: self._inflight.pop(subscription_id, None))
+
+    async def _change(
+        self, subscription_id: str, sql: str, args: tuple[float, ...], fields: dict[str, float]
+    ) -> None:
         try:
             await self._pool.execute(sql, subscription_id, *args)
-        except DATABASE_ERRORS as exc:
+        except Exception as exc:
             # Only an optimisation: the deliveries are deferred by the sender as before.
             log.warning(
                 "subscription_park_failed", subscription_id=subscription_id, error=repr(exc)
             )
-            return False
-        return True
+            return
+        if sql == _PARK:
+            log.warning("subscription_parked", subscription_id=subscription_id, **fields)
+        else:
+            log.info("subscription_unparked", subscription_id=subscription_id)

@@ -164,6 +164,8 @@ class DeliveryWorker:
             if late:
                 log.warning("deliveries_abandoned_at_shutdown", count=len(late))
                 await asyncio.wait(late)
+        # After the messages: their handlers may have started a park or an unpark last.
+        await self._parking.close()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -182,7 +184,7 @@ class DeliveryWorker:
             deferrals = deferrals_of(message.headers) + 1
             stuck_s = self._limits.stuck_for(sub.id)
             await self._defer(msg, deferrals, stuck_s)
-            await self._parking.stuck(sub, stuck_s)
+            self._parking.stuck(sub, stuck_s)
         else:
             took_s = 0.0
             try:
@@ -191,7 +193,7 @@ class DeliveryWorker:
             finally:
                 self._limits.release(sub.id, took_s)
             if took_s < self._p.settings.delivery_timeout / 2:
-                await self._parking.quick(sub)
+                self._parking.quick(sub)
             await self._settle(msg, sub, result, started_at)
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:
