@@ -22,7 +22,12 @@ from services.ingest.publisher import Publisher
 from services.ingest.store import events as event_store
 from services.ingest.store.events import NewEvent, StoredEvent
 from shared.batching import BatchWriter, WriterClosed
-from shared.errors import BrokerUnavailable, HooklineError, StorageUnavailable
+from shared.errors import (
+    DATABASE_ERRORS,
+    BrokerUnavailable,
+    HooklineError,
+    StorageUnavailable,
+)
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
@@ -36,6 +41,12 @@ BATCH_MAX_EVENTS = 500
 CLAIM_STALE_S = 30.0
 """After this long an undispatched event's claim is presumed dead (its process crashed or
 hung) and another process may publish it; well above the publisher's confirm timeout."""
+CLAIM_WAIT_S = 2.5
+"""How long a copy of a key that another process is publishing waits for that publish to be
+recorded, so its caller hears of the first event (CONTRACT §2) instead of "try again"."""
+_CLAIM_POLL_S = (0.05, 0.5)
+"""The first pause between looks at such an event, doubled up to the second after each."""
+_STORE_ERRORS: tuple[type[BaseException], ...] = (StorageUnavailable, *DATABASE_ERRORS)
 BATCH_CONCURRENCY = 4
 """Batches in their store/publish/mark steps at once (each holds one pooled connection)."""
 
@@ -86,6 +97,8 @@ class _Pending:
     """The dispatch claim this process holds on the event, once it does."""
     published: bool = False
     error: HooklineError | None = None
+    claimed_elsewhere: bool = False
+    """Undispatched, and another process holds its fresh claim: `error` says try again."""
 
 
 class Intake:
@@ -129,6 +142,8 @@ class Intake:
                 await self._batches.submit([pending])
             except WriterClosed as exc:
                 raise BrokerUnavailable("ingest is shutting down") from exc
+            if pending.claimed_elsewhere:
+                await self._await_dispatch(pending)
         if pending.error is not None:
             raise pending.error
         stored = pending.stored
@@ -160,13 +175,15 @@ class Intake:
         await self._publish(claimed)
         for copy, first in copies:
             copy.stored, copy.inserted, copy.error = first.stored, False, first.error
+            copy.claimed_elsewhere = first.claimed_elsewhere
 
     async def _claim(self, undispatched: list[_Pending]) -> list[_Pending]:
         """Those of the stored, undispatched events this process may now publish.
 
         The others were dispatched meanwhile (a plain duplicate), or another ingest process
-        is publishing them right now: their callers are told to try again, and by then the
-        event is dispatched, or its claim was released or went stale.
+        is publishing them right now: their callers wait briefly for it to finish, else are
+        told to try again, and by then the event is dispatched, or its claim was released or
+        went stale.
         """
         if not undispatched:
             return []
@@ -184,10 +201,37 @@ class Intake:
             if pending.claim is not None:
                 mine.append(pending)
             elif pending.stored.dispatched_at is None:
+                pending.claimed_elsewhere = True
                 pending.error = BrokerUnavailable(
                     f"event {pending.stored.id} is being published by another ingest process"
                 )
         return mine
+
+    async def _await_dispatch(self, pending: _Pending) -> None:
+        """Wait up to CLAIM_WAIT_S for the claim holder to record the event dispatched.
+
+        Once it is, `pending` becomes a plain duplicate answered with the event. Otherwise
+        (still undispatched, the claim released after a failed publish, or the database
+        failing) its try-again error stays.
+        """
+        stored = pending.stored
+        assert stored is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLAIM_WAIT_S
+        pause, longest = _CLAIM_POLL_S
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(pause, left))
+            pause = min(2 * pause, longest)
+            try:
+                dispatched_at, held = await event_store.dispatch_state(self._pool, stored.id)
+            except _STORE_ERRORS:
+                return
+            if dispatched_at is not None:
+                pending.stored = replace(stored, dispatched_at=dispatched_at)
+                pending.error, pending.claimed_elsewhere = None, False
+                return
+            if not held:
+                return  # its publish failed: the caller's next try publishes it at once
 
     async def _publish(self, claimed: list[_Pending]) -> None:
         stored = [p.stored for p in claimed if p.stored is not None]

@@ -1,4 +1,5 @@
-"""Two ingest processes sharing one database and namespace still publish a key once."""
+"""Two ingest processes sharing one database and namespace still publish a key once, and a
+copy of a key that another one is publishing is answered with the first event."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import aio_pika
 import orjson
+import pytest
 
 from services.ingest.app import ingest_topology
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
+from services.ingest.store import events as event_store
+from services.ingest.store.events import NewEvent, StoredEvent
 from shared.amqp import declare
 from shared.db import create_pool
 from shared.errors import BrokerUnavailable
+from shared.ids import new_id
 from shared.models import EventIn
 from shared.settings import Settings
 from shared.topology import Topology
@@ -67,3 +72,44 @@ async def test_two_ingests_given_the_same_keys_at_once_publish_each_once(
         while (message := await observed.get(no_ack=True, fail=False, timeout=5)) is not None:
             published.append(orjson.loads(message.body)["data"]["n"])
         assert sorted(published) == list(range(30))
+
+
+@asynccontextmanager
+async def _claimed_elsewhere(settings: Settings, event: EventIn) -> AsyncIterator[StoredEvent]:
+    """`event` stored by another ingest process, which holds its claim and is publishing it;
+    the test marks it dispatched when that process would."""
+    pool = await create_pool(settings.database_url.get_secret_value(), size=1)
+    try:
+        [(stored, claim)] = await event_store.insert_many(
+            pool, [NewEvent(new_id("evt"), event, "http")]
+        )
+        assert claim is not None
+        yield stored
+    finally:
+        await pool.close()
+
+
+async def test_a_copy_arriving_while_another_ingest_publishes_gets_the_first_event(
+    settings: Settings,
+) -> None:
+    event = EventIn(type="order.created", data={"n": 1}, id="key-busy")
+    async with _claimed_elsewhere(settings, event) as first, _replica(settings) as intake:
+        answer = asyncio.create_task(intake.accept(event, "http"))
+        await asyncio.sleep(0.5)
+        assert not answer.done(), "answered before the other ingest finished publishing"
+        pool = await create_pool(settings.database_url.get_secret_value(), size=1)
+        async with pool:
+            await event_store.mark_dispatched(pool, [first.id])
+        accepted = await answer
+    assert accepted.duplicate
+    assert accepted.event.id == first.id
+    assert accepted.event.dispatched_at is not None
+
+
+async def test_a_copy_whose_first_stays_unpublished_is_told_to_try_again(
+    settings: Settings,
+) -> None:
+    event = EventIn(type="order.created", data={"n": 2}, id="key-stuck")
+    async with _claimed_elsewhere(settings, event), _replica(settings) as intake:
+        with pytest.raises(BrokerUnavailable):
+            await intake.accept(event, "http")
