@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -114,7 +116,12 @@ async def publish_confirmed(
     or did not confirm it, TimeoutError after `timeout_s`, or the AMQP error. On a channel
     opened with `on_return_raises=True` a return raises aiormq's PublishError instead; both
     are broker failures to the caller.
+
+    A message without a `message_id` is given a unique one first, for the reason in
+    `_ensure_message_id`.
     """
+    if not message.message_id:
+        message.message_id = _unique_message_id()
     result = await exchange.publish(message, routing_key, mandatory=True, timeout=timeout_s)
     if not isinstance(result, spec.Basic.Ack):
         raise BrokerUnavailable(
@@ -142,7 +149,11 @@ async def publish_burst(
     for a reconnecting robust channel): nothing was published then. Put the burst under
     one deadline (`asyncio.timeout`) rather than one per message; a deadline cancels the
     whole burst, and which of its messages went out is then unknown.
+
+    A message whose properties have no `message_id` is published with a unique one (on a
+    copy of the properties: the caller's are left alone).
     """
+    messages = [(body, key, _ensure_message_id(props)) for body, key, props in messages]
     underlay = await channel.get_underlay_channel()
     results = await asyncio.gather(
         *(
@@ -154,6 +165,22 @@ async def publish_burst(
         return_exceptions=True,
     )
     return [_confirm_outcome(exchange, result) for result in results]
+
+
+def _unique_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _ensure_message_id(props: spec.Basic.Properties) -> spec.Basic.Properties:
+    """`props` with a `message_id`: aiormq matches a basic.return to its publish by it, and
+    with none the return is only logged and the following ack counts as a confirm, so a
+    mandatory message that no queue took would be dropped silently. Ids already set are kept
+    (the delivery and event ids receivers and tools rely on)."""
+    if props.message_id:
+        return props
+    props = copy.copy(props)
+    props.message_id = _unique_message_id()
+    return props
 
 
 def _confirm_outcome(exchange: str, result: object) -> BaseException | None:
