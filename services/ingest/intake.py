@@ -252,7 +252,7 @@ class Intake:
     async def _release(self, claims: dict[str, event_store.Claim]) -> None:
         try:
             await event_store.release_dispatch(self._pool, claims)
-        except StorageUnavailable as exc:
+        except _STORE_ERRORS as exc:
             # The claims go stale after CLAIM_STALE_S; until then copies are told to retry.
             log.warning("events_claim_unreleased", events=len(claims), error=str(exc))
 
@@ -262,9 +262,11 @@ class Intake:
         ids = [p.stored.id for p in published if p.stored is not None]
         try:
             await event_store.mark_dispatched(self._pool, ids)
-        except StorageUnavailable as exc:
+        except _STORE_ERRORS as exc:
             # The events are already safe on {ns}.events; failing the callers now would only
-            # make them publish the events again. A later copy of a key republishes it.
+            # make them publish the events again. A later copy of a key republishes it once
+            # the claim goes stale. Any database error, not only an outage, since this batch
+            # may raise only before it published.
             log.warning("events_dispatch_unrecorded", events=len(ids), error=str(exc))
             return
         now = datetime.now(UTC)

@@ -1,5 +1,6 @@
 """Two ingest processes sharing one database and namespace still publish a key once, and a
-copy of a key that another one is publishing is answered with the first event."""
+copy of a key that another one is publishing is answered with the first event; a publish
+whose record fails is still answered as accepted."""
 
 from __future__ import annotations
 
@@ -113,3 +114,30 @@ async def test_a_copy_whose_first_stays_unpublished_is_told_to_try_again(
     async with _claimed_elsewhere(settings, event), _replica(settings) as intake:
         with pytest.raises(BrokerUnavailable):
             await intake.accept(event, "http")
+
+
+async def test_an_event_published_whose_dispatch_record_fails_is_accepted(
+    settings: Settings,
+) -> None:
+    topology = Topology(settings.namespace, settings.retry_delays)
+    pool = await create_pool(settings.database_url.get_secret_value(), size=1)
+    async with pool:
+        # A Postgres error that is no outage, raised only by the UPDATE recording the dispatch.
+        await pool.execute(
+            """
+            CREATE FUNCTION refuse_dispatch() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'dispatch refused by test'; END $$;
+            CREATE TRIGGER refuse_dispatch BEFORE UPDATE OF dispatched_at ON events
+            FOR EACH ROW EXECUTE FUNCTION refuse_dispatch();
+            """
+        )
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection, _replica(settings) as intake:
+        channel = await connection.channel()
+        observed = await channel.declare_queue(exclusive=True)
+        await observed.bind(topology.events_exchange.name, "#")
+        event = EventIn(type="order.created", data={"n": 3}, id="key-unrecorded")
+        accepted = await intake.accept(event, "http")
+        assert not accepted.duplicate
+        message = await observed.get(no_ack=True, timeout=5)
+        assert orjson.loads(message.body)["data"] == {"n": 3}
