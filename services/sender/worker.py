@@ -128,27 +128,41 @@ class DeliveryWorker:
             self._p.acker.forget(ticket)
 
     async def _give_up(self, message: AbstractIncomingMessage, error: str) -> bool:
-        """Move a message that keeps failing to the dead queue (confirmed) and mark its
-        delivery failed; False when that did not work (the message is then nacked back)."""
+        """Move a message that keeps failing to the dead queue (confirmed), then mark its
+        delivery failed; False when the dead copy was not confirmed (the message is then
+        nacked back).
+
+        Once the dead copy is confirmed the message is acked even if marking the delivery
+        fails: nacking it back would make a second dead copy later. The copy carries the
+        reason; the row stays as it was (a redrive or a later copy settles it).
+        """
         try:
-            try:
-                msg = DeliveryMessage.from_message(message)
-            except ValueError:
+            msg: DeliveryMessage | None = DeliveryMessage.from_message(message)
+        except ValueError:
+            msg = None
+        try:
+            if msg is None:
                 await self._p.requeue.dead_raw(
                     dict(message.headers or {}), message.body, error, message_id=message.message_id
                 )
             else:
-                await asyncio.gather(
-                    self._p.requeue.dead(msg, error),
-                    self._p.attempt_log.record(
-                        DeliveryChange(msg.delivery_id, msg.subscription_id, "failed")
-                    ),
-                )
+                await self._p.requeue.dead(msg, error)
         except Exception as exc:
             log.error("delivery_not_dead_lettered", message_id=message.message_id, error=repr(exc))
             return False
         metrics.DEAD_LETTERED.inc()
         log.error("delivery_dead_lettered", message_id=message.message_id, error=error)
+        if msg is not None:
+            try:
+                await self._p.attempt_log.record(
+                    DeliveryChange(msg.delivery_id, msg.subscription_id, "failed")
+                )
+            except Exception as exc:
+                log.error(
+                    "dead_lettered_delivery_not_marked_failed",
+                    delivery_id=msg.delivery_id,
+                    error=repr(exc),
+                )
         return True
 
     async def drain(self, grace_s: float) -> None:
