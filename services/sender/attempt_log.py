@@ -52,18 +52,21 @@ _ATTEMPT_COLUMNS = (
     "response_body",
 )
 
-# A `cancelled` change only cancels what is still pending: a duplicate message of a delivery
-# that already succeeded or failed must not rewrite its history.
-_UPDATE_DELIVERIES = """
+# Messages of one delivery can overtake each other (a redelivered older copy, a duplicate), so
+# a change never rewrites a settled history: `succeeded` is final, and `failed` or `cancelled`
+# only replace `pending`. `_next_status` is the same rule for changes merged in one batch.
+_KEEP_STATUS = """(d.status = 'succeeded'
+    OR (u.status IN ('failed', 'cancelled') AND d.status <> 'pending'))"""
+_UPDATE_DELIVERIES = f"""
 UPDATE deliveries AS d SET
-    status = CASE WHEN u.status = 'cancelled' AND d.status <> 'pending'
-                  THEN d.status ELSE u.status END,
+    status = CASE WHEN {_KEEP_STATUS} THEN d.status ELSE u.status END,
     attempts = d.attempts + u.attempts,
     last_status_code = CASE WHEN u.attempts > 0 THEN u.last_status_code
                             ELSE d.last_status_code END,
     last_error = CASE WHEN u.attempts > 0 THEN u.last_error ELSE d.last_error END,
     last_attempt_at = COALESCE(u.last_attempt_at, d.last_attempt_at),
-    next_attempt_at = u.next_attempt_at,
+    next_attempt_at = CASE WHEN {_KEEP_STATUS} THEN d.next_attempt_at
+                           ELSE u.next_attempt_at END,
     updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[],
             $6::timestamptz[], $7::timestamptz[])
@@ -134,6 +137,13 @@ class _Merged:
     next_attempt_at: datetime | None
 
 
+def _next_status(old: str, new: str) -> str:
+    """The status after `new` is applied to `old` (the rule of `_UPDATE_DELIVERIES`)."""
+    if old == "succeeded" or (new in ("failed", "cancelled") and old != "pending"):
+        return old
+    return new
+
+
 def _merge(changes: list[DeliveryChange]) -> dict[str, _Merged]:
     """One update per delivery, so a batch holding two changes of one row adds both attempts."""
     merged: dict[str, _Merged] = {}
@@ -141,13 +151,15 @@ def _merge(changes: list[DeliveryChange]) -> dict[str, _Merged]:
         row = change.attempt
         previous = merged.get(change.delivery_id)
         entry = _Merged(
-            status=change.status,
+            status=_next_status(previous.status, change.status) if previous else change.status,
             attempts=(previous.attempts if previous else 0) + (1 if row else 0),
             last_status_code=row.status_code if row else None,
             last_error=_text(row.error) if row else None,
             last_attempt_at=row.attempted_at if row else None,
             next_attempt_at=change.next_attempt_at,
         )
+        if previous is not None and entry.status != change.status:
+            entry.next_attempt_at = previous.next_attempt_at
         if previous is not None and row is None:
             entry.last_status_code = previous.last_status_code
             entry.last_error = previous.last_error
