@@ -13,16 +13,35 @@ ReadyCheck = Callable[[], bool]
 
 
 class Readiness:
-    """Named readiness checks; ready only while every one holds."""
+    """Named readiness checks; ready only while every one holds.
 
-    def __init__(self) -> None:
-        self._checks: dict[str, ReadyCheck] = {}
+    In a process running several components (`hookline all`), each gets its own `scope`:
+    the process is not ready until every component has registered its checks, which each
+    does once it is fully started, so one component's green checks cannot make the process
+    look ready while another is still starting (its API not yet listening, say).
+    """
+
+    def __init__(self, checks: dict[str, ReadyCheck] | None = None) -> None:
+        self._checks: dict[str, ReadyCheck] = {} if checks is None else checks
+        self._scopes: dict[str, Readiness] = {}
+        self._registered = False
+
+    def scope(self, component: str) -> Readiness:
+        """The readiness a component registers into; it shares this object's checks."""
+        child = Readiness(self._checks)
+        self._scopes[component] = child
+        return child
 
     def add(self, name: str, check: ReadyCheck) -> None:
         self._checks[name] = check
+        self._registered = True
 
     def status(self) -> dict[str, bool]:
-        return {name: bool(check()) for name, check in self._checks.items()}
+        found = {name: bool(check()) for name, check in self._checks.items()}
+        for component, scope in self._scopes.items():
+            if not scope._registered:
+                found[f"{component}_started"] = False
+        return found
 
 
 def ops_app(readiness: Readiness) -> web.Application:

@@ -47,7 +47,7 @@ async def serve(
     runner = await start_site(ops_app(readiness), settings.metrics_host, port)
     log.info("service_starting", service=service, metrics_port=port)
     tasks = [
-        asyncio.create_task(component(settings, stop, readiness), name=name)
+        asyncio.create_task(component(settings, stop, readiness.scope(name)), name=name)
         for name, component in components
     ]
     failed = False

@@ -74,8 +74,6 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         intake = Intake(pool, publisher)
         intake.start()
         stack.push_async_callback(intake.close)
-        readiness.add("ingest_postgres", lambda: catalogue.connected)
-        readiness.add("ingest_rabbitmq", lambda: _alive(connection) and _alive(consume_connection))
 
         ctx = ApiContext(
             settings=settings,
@@ -91,6 +89,9 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         consumer = IngestConsumer(settings, intake, publisher, catalogue, acker)
         await consumer.start(ingest_queue)
         stack.push_async_callback(consumer.stop, settings.shutdown_grace)
+        # Registered last: ready means the API listens and the consumer runs.
+        readiness.add("ingest_postgres", lambda: catalogue.connected)
+        readiness.add("ingest_rabbitmq", lambda: _alive(connection) and _alive(consume_connection))
         log.info("ingest_started", queue=topology.ingest_queue.name)
         await stop.wait()
         log.info("ingest_stopping")
