@@ -17,9 +17,20 @@ def _base32(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_last = [0]
+"""The last id's value: ids made in the same millisecond continue from it."""
+
+
 def new_id(prefix: str) -> str:
-    """`prefix_` + 26 chars: 48 bits of milliseconds then 80 random bits, so ids sort by time."""
+    """`prefix_` + 26 chars: 48 bits of milliseconds then 80 random bits, so ids sort by time.
+
+    Within one process ids are strictly increasing, also inside one millisecond (the random
+    part then counts up from the previous id), so "oldest first" by id is creation order.
+    """
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    if value <= _last[0]:
+        value = _last[0] + 1
+    _last[0] = value
     return f"{prefix}_{_base32(value, 26)}"
 
 

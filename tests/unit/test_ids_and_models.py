@@ -22,6 +22,12 @@ def test_new_ids_are_unique_prefixed_and_sort_by_creation_time() -> None:
     assert later > max(first)
 
 
+def test_ids_made_in_one_millisecond_still_sort_in_creation_order() -> None:
+    made = [new_id("sub") for _ in range(2000)]
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+
+
 def test_delivery_id_is_derived_from_event_and_subscription() -> None:
     assert delivery_id("evt_a", "sub_b") == delivery_id("evt_a", "sub_b")
     assert delivery_id("evt_a", "sub_b") != delivery_id("evt_a", "sub_c")
