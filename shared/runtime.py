@@ -76,6 +76,23 @@ async def serve(
     return 1 if failed else 0
 
 
+async def drain_tasks(tasks: set[asyncio.Task[Any]], grace_s: float) -> int:
+    """Wait up to `grace_s` for the handlers in `tasks`, then cancel the rest and wait for them.
+
+    Returns how many were cancelled. A cancelled handler has not acked its message, so the
+    broker delivers it again: shutting down within the grace never loses work.
+    """
+    pending = set(tasks)
+    if not pending:
+        return 0
+    _, late = await asyncio.wait(pending, timeout=grace_s)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late)
+    return len(late)
+
+
 def run_service(service: str, components: Sequence[tuple[str, Component]]) -> int:
     """Entry point of a service process: settings, logging, the fast loop, then `serve`."""
     from shared.settings import load_settings

@@ -23,6 +23,7 @@ from shared.event_types import Catalogue
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED
 from shared.models import EventIn
+from shared.runtime import drain_tasks
 from shared.settings import Settings
 
 REQUEUE_PAUSE_S = 1.0
@@ -64,13 +65,9 @@ class IngestConsumer:
         if self._queue is not None and self._tag is not None:
             with contextlib.suppress(Exception):
                 await self._queue.cancel(self._tag)
-        pending = set(self._inflight)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=grace_s)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning("ingest_drain_timed_out", cancelled=len(late))
+        cancelled = await drain_tasks(self._inflight, grace_s)
+        if cancelled:
+            log.warning("ingest_drain_timed_out", cancelled=cancelled)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Before anything awaits, so tickets are taken in consume order.

@@ -39,6 +39,7 @@ from shared.errors import TRANSIENT_ERRORS
 from shared.logging import get_logger
 from shared.models import DeliveryMessage
 from shared.retry import RetrySchedule
+from shared.runtime import drain_tasks
 from shared.secretbox import SecretBox
 from shared.settings import Settings
 from shared.subscription_cache import SubscriptionCache
@@ -170,14 +171,9 @@ class DeliveryWorker:
         # Let handler tasks the consumer created just before it was cancelled start (and
         # register), so they are waited for too.
         await asyncio.sleep(0)
-        pending = set(self._tasks)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=grace_s)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning("deliveries_abandoned_at_shutdown", count=len(late))
-                await asyncio.wait(late)
+        cancelled = await drain_tasks(self._tasks, grace_s)
+        if cancelled:
+            log.warning("deliveries_abandoned_at_shutdown", count=cancelled)
         # After the messages: their handlers may have started a park or an unpark last.
         await self._parking.close()
 
