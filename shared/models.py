@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.ids import delivery_id
+
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,3}$"
 EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
 TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -103,6 +105,8 @@ H_EVENT_TYPE = "x-hookline-event-type"
 H_ATTEMPT = "x-hookline-attempt"
 H_ACCEPTED_AT = "x-hookline-accepted-at"
 H_ERROR = "x-hookline-error"
+H_SUBSCRIPTIONS = "x-hookline-subscriptions"
+"""Of a batch message: the space-separated ids of the subscriptions it is delivered to."""
 
 
 class ConsumedMessage(Protocol):
@@ -216,6 +220,48 @@ class DeliveryMessage:
 
     def next_attempt(self) -> DeliveryMessage:
         return replace(self, attempt=self.attempt + 1)
+
+
+def batch_message_id(event_id: str) -> str:
+    """The message id of the batch message carrying an event's first attempts."""
+    return f"batch.{event_id}"
+
+
+def deliveries_of(message: ConsumedMessage) -> list[DeliveryMessage]:
+    """The deliveries one consumed message carries.
+
+    A plain delivery message carries one. A batch message (header `H_SUBSCRIPTIONS`) carries
+    the first attempt of one event to each subscription it lists: fanout publishes an event's
+    deliveries as one message, so the broker, fanout and the sender handle one message per
+    event instead of one per match. Each delivery keeps the id derived from the event and the
+    subscription, and anything after the first attempt (retry, dead queue) travels as a plain
+    message. Raises ValueError when the message is neither.
+    """
+    headers = dict(message.headers or {})
+    listed = headers.get(H_SUBSCRIPTIONS)
+    if listed is None:
+        return [DeliveryMessage.from_message(message)]
+    if isinstance(listed, bytes):
+        listed = listed.decode()
+    subscription_ids = str(listed).split()
+    if not subscription_ids:
+        raise ValueError(f"batch message lists no subscription in {H_SUBSCRIPTIONS}")
+    event_id = _field(headers, H_EVENT_ID, message.correlation_id)
+    event_type = _field(headers, H_EVENT_TYPE, message.type)
+    attempt = int(headers.get(H_ATTEMPT, 1))
+    accepted_at = float(headers.get(H_ACCEPTED_AT, 0.0))
+    return [
+        DeliveryMessage(
+            delivery_id=delivery_id(event_id, subscription_id),
+            event_id=event_id,
+            subscription_id=subscription_id,
+            event_type=event_type,
+            body=message.body,
+            attempt=attempt,
+            accepted_at=accepted_at,
+        )
+        for subscription_id in dict.fromkeys(subscription_ids)
+    ]
 
 
 H_TENANT_ID = "x-hookline-tenant-id"

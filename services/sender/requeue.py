@@ -1,4 +1,5 @@
-"""Where a delivery goes when it is not done: a retry queue (to wait) or `{ns}.dead` (to stay).
+"""Where a delivery goes when it is not done: a retry queue (to wait) or `{ns}.dead` (to stay),
+or, split off a batch message, the work queue on its own.
 
 Every publish is mandatory and waits for the broker's confirm (within PUBLISH_TIMEOUT_S):
 a missing queue makes it fail rather than drop the message. The caller acks the consumed
@@ -55,6 +56,10 @@ class Requeue:
             ),
             queue.name,
         )
+
+    async def alone(self, msg: DeliveryMessage) -> None:
+        """Put `msg` back in the sender's work queue as a plain message (split off a batch)."""
+        await self._publish(delivery_json_message(msg), self._topology.deliveries_queue.name)
 
     async def dead(self, msg: DeliveryMessage, error: str) -> None:
         """Put `msg` in the dead queue with why it died; its ids are headers there too, for

@@ -1,13 +1,16 @@
 """The handling of one delivery message, from the consumed message to its ack.
 
-Per message: look the subscription up (deleted or disabled: record `cancelled`, send
-nothing); take a slot of its target (none free: park it in a retry queue, confirmed); POST
-within the global concurrency bound; classify; then, concurrently, publish where it goes next
-(retry queue or dead queue, confirmed) and write the attempt log (group commit); ack only
-after both (the acks of many messages share one frame: `services.sender.acks`). The HTTP
-slots are released before waiting for the log, so a slow flush never holds a connection. Any
-unexpected error leaves the message unacked and nacks it back after a pause: it is tried
-again, never dropped.
+A message carries one delivery, or (a batch message, fanout's first attempt of an event's
+deliveries) several, handled concurrently and each on its own terms as below; the batch is
+acked once every one of them is settled. Per delivery: look the subscription up (deleted or
+disabled: record `cancelled`, send nothing); take a slot of its target (none free: park it in
+a retry queue, confirmed); POST within the global concurrency bound; classify; then,
+concurrently, publish where it goes next (retry queue or dead queue, confirmed) and write the
+attempt log (group commit); ack only after both (the acks of many messages share one frame:
+`shared.acks`). The HTTP slots are released before waiting for the log, so a slow flush never
+holds a connection. Any unexpected error leaves the message unacked and nacks it back after a
+pause: it is tried again, never dropped (a delivery of a batch that fails so is split off as
+a plain message instead, and the rest of the batch is acked).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from shared import metrics
 from shared.acks import BatchAcker, Ticket
 from shared.errors import TRANSIENT_ERRORS
 from shared.logging import get_logger
-from shared.models import DeliveryMessage
+from shared.models import DeliveryMessage, deliveries_of
 from shared.retry import RetrySchedule
 from shared.runtime import drain_tasks
 from shared.secretbox import SecretBox
@@ -138,22 +141,24 @@ class DeliveryWorker:
         reason; the row stays as it was (a redrive or a later copy settles it).
         """
         try:
-            msg: DeliveryMessage | None = DeliveryMessage.from_message(message)
+            msgs: list[DeliveryMessage] | None = deliveries_of(message)
         except ValueError:
-            msg = None
+            msgs = None
         try:
-            if msg is None:
+            if msgs is None:
                 await self._p.requeue.dead_raw(
                     dict(message.headers or {}), message.body, error, message_id=message.message_id
                 )
             else:
-                await self._p.requeue.dead(msg, error)
+                # A batch is dead-lettered as one plain message per delivery, which
+                # `hookline dead list` and `redrive` read like any other.
+                await asyncio.gather(*(self._p.requeue.dead(m, error) for m in msgs))
         except Exception as exc:
             log.error("delivery_not_dead_lettered", message_id=message.message_id, error=repr(exc))
             return False
-        metrics.DEAD_LETTERED.inc()
+        metrics.DEAD_LETTERED.inc(len(msgs) if msgs else 1)
         log.error("delivery_dead_lettered", message_id=message.message_id, error=error)
-        if msg is not None:
+        for msg in msgs or ():
             try:
                 await self._p.attempt_log.record(
                     DeliveryChange(msg.delivery_id, msg.subscription_id, "failed")
@@ -179,7 +184,7 @@ class DeliveryWorker:
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
-            msg = DeliveryMessage.from_message(message)
+            deliveries = deliveries_of(message)
         except ValueError as exc:
             log.error("malformed_delivery_dead_lettered", error=str(exc))
             await self._p.requeue.dead_raw(
@@ -187,13 +192,65 @@ class DeliveryWorker:
             )
             metrics.DEAD_LETTERED.inc()
             return
+        if len(deliveries) == 1:
+            await self._deliver(deliveries[0], deferrals_of(message.headers))
+        else:
+            await self._deliver_batch(deliveries, redelivered=bool(message.redelivered))
+
+    async def _deliver_batch(self, deliveries: list[DeliveryMessage], *, redelivered: bool) -> None:
+        """Deliver the deliveries of one batch message concurrently, each on its own terms
+        (its target's slots, its own retry or dead-lettering); returns when every one is
+        settled, so the message is acked once for all.
+
+        A delivery whose handling failed unexpectedly is split off as a plain message to the
+        work queue (confirmed), where it is tried again alone; the others are not held back
+        or sent again. A batch handed out again (redelivered after a crash or a lost channel)
+        skips the deliveries that already made an attempt or were settled.
+        """
+        if redelivered:
+            deliveries = await self._not_started(deliveries)
+        results = await asyncio.gather(
+            *(self._deliver(d, 0) for d in deliveries), return_exceptions=True
+        )
+        alone: list[DeliveryMessage] = []
+        for delivery, result in zip(deliveries, results, strict=True):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                log.error(
+                    "delivery_handling_failed",
+                    delivery_id=delivery.delivery_id,
+                    error=f"{type(result).__name__}: {result}",
+                    exc_info=result,
+                )
+                alone.append(delivery)
+        if alone:
+            await asyncio.gather(*(self._p.requeue.alone(d) for d in alone))
+
+    async def _not_started(self, deliveries: list[DeliveryMessage]) -> list[DeliveryMessage]:
+        """The deliveries still pending without any attempt (the rest were handled before)."""
+        async with self._p.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id FROM deliveries"
+                " WHERE id = ANY($1::text[]) AND status = 'pending' AND attempts = 0",
+                [d.delivery_id for d in deliveries],
+            )
+        pending = {row["id"] for row in rows}
+        skipped = len(deliveries) - len(pending)
+        if skipped:
+            log.info("redelivered_batch_partly_done", skipped=skipped, left=len(pending))
+        return [d for d in deliveries if d.delivery_id in pending]
+
+    async def _deliver(self, msg: DeliveryMessage, deferrals: int) -> None:
+        """One delivery: cancel, defer (its target has no free slot) or attempt and settle.
+
+        `deferrals` is how many times in a row it was deferred before."""
         sub = await self._subscription(msg.subscription_id)
         if sub is None or not sub.enabled:
             await self._cancel(msg, deleted=sub is None)
         elif not self._limits.try_acquire(sub.id):
-            deferrals = deferrals_of(message.headers) + 1
             stuck_s = self._limits.stuck_for(sub.id)
-            await self._defer(msg, deferrals, stuck_s)
+            await self._defer(msg, deferrals + 1, stuck_s)
             self._parking.stuck(sub, stuck_s)
         else:
             took_s = 0.0

@@ -17,7 +17,14 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from services.fanout.app import run
 from shared.ids import delivery_id, new_id
 from shared.metrics import REGISTRY
-from shared.models import H_ERROR, DeliveryMessage, EventMessage, webhook_body
+from shared.models import (
+    H_ERROR,
+    H_SUBSCRIPTIONS,
+    DeliveryMessage,
+    EventMessage,
+    deliveries_of,
+    webhook_body,
+)
 from shared.runtime import serve
 from shared.settings import Settings
 from shared.topology import Topology
@@ -73,8 +80,9 @@ class Fanout:
         return taken
 
     async def deliveries(self, count: int) -> list[DeliveryMessage]:
-        taken = await self.take(self.topology.deliveries_queue.name, count)
-        return [DeliveryMessage.from_message(m) for m in taken]
+        """The deliveries of the messages taken (acked) until there are at least `count`
+        (a batch message carries several)."""
+        return await self.deliveries_until(lambda taken: len(taken) >= count)
 
     async def deliveries_until(
         self, enough: Callable[[list[DeliveryMessage]], bool]
@@ -85,7 +93,7 @@ class Fanout:
         async with asyncio.timeout(WAIT_S), queue.iterator() as messages:
             async for message in messages:
                 await message.ack()
-                taken.append(DeliveryMessage.from_message(message))
+                taken.extend(deliveries_of(message))
                 if enough(taken):
                     break
         return taken
@@ -96,8 +104,10 @@ class Fanout:
         left = []
         while (message := await queue.get(fail=False)) is not None:
             await message.ack()
-            d = DeliveryMessage.from_message(message)
-            left.append((d.event_id, d.subscription_id, bool(message.redelivered)))
+            left.extend(
+                (d.event_id, d.subscription_id, bool(message.redelivered))
+                for d in deliveries_of(message)
+            )
         return left
 
     async def queue_depth(self, queue_name: str) -> int:
@@ -189,6 +199,7 @@ async def test_each_matching_subscription_gets_one_delivery(fanout: Fanout) -> N
         await fanout.publish(event)
 
     deliveries = await fanout.deliveries(4 + 3 + 2)
+    assert len(deliveries) == 9
     assert pairs(deliveries) == {
         (paid.event_id, exact),
         (paid.event_id, prefix),
@@ -211,6 +222,27 @@ async def test_each_matching_subscription_gets_one_delivery(fanout: Fanout) -> N
     rows = await stored_rows(db)
     assert sorted(r["id"] for r in rows) == sorted(d.delivery_id for d in deliveries)
     assert {(r["status"], r["attempts"]) for r in rows} == {("pending", 0)}
+
+
+async def test_an_events_deliveries_travel_as_one_batch_message(fanout: Fanout) -> None:
+    subs = [await insert_subscription(fanout.db, ["invoice.*"]) for _ in range(3)]
+    single = await insert_subscription(fanout.db, ["order.*"])
+    paid = await fanout.event("invoice.paid")
+    shipped = await fanout.event("order.shipped")
+    await fanout.publish(paid)
+    await fanout.publish(shipped)
+
+    taken = await fanout.take(fanout.topology.deliveries_queue.name, 2)
+    [batch] = [m for m in taken if m.correlation_id == paid.event_id]
+    [plain] = [m for m in taken if m.correlation_id == shipped.event_id]
+    assert batch.message_id == f"batch.{paid.event_id}"
+    assert sorted(str(batch.headers[H_SUBSCRIPTIONS]).split()) == sorted(subs)
+    assert pairs(deliveries_of(batch)) == {(paid.event_id, s) for s in subs}
+    # One match: a plain delivery message, as retries and redrives are.
+    [delivery] = deliveries_of(plain)
+    assert plain.app_id == single
+    assert (delivery.event_id, delivery.subscription_id) == (shipped.event_id, single)
+    assert await fanout.leftover_deliveries() == []
 
 
 async def test_tenant_rule_both_ways(fanout: Fanout) -> None:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
 from pydantic import ValidationError
 
 from shared.ids import delivery_id, new_id
-from shared.models import DeliveryMessage, EventIn, EventMessage, webhook_body
+from shared.models import (
+    H_ACCEPTED_AT,
+    H_ATTEMPT,
+    H_SUBSCRIPTIONS,
+    DeliveryMessage,
+    EventIn,
+    EventMessage,
+    deliveries_of,
+    webhook_body,
+)
 
 
 def test_new_ids_are_unique_prefixed_and_sort_by_creation_time() -> None:
@@ -70,6 +81,58 @@ def test_a_message_without_its_ids_is_refused_with_the_missing_name() -> None:
         DeliveryMessage.from_amqp(
             {"x-hookline-delivery-id": "d"}, b"", correlation_id="e", type="a.b"
         )
+
+
+@dataclass
+class _Consumed:
+    body: bytes
+    headers: dict[str, Any]
+    message_id: str | None = None
+    correlation_id: str | None = None
+    type: str | None = None
+    app_id: str | None = None
+
+
+def test_a_batch_message_carries_one_first_attempt_per_listed_subscription() -> None:
+    batch = _Consumed(
+        b"{}",
+        {H_ATTEMPT: 1, H_ACCEPTED_AT: 4.5, H_SUBSCRIPTIONS: b"sub_a sub_b sub_a"},
+        message_id="batch.evt_1",
+        correlation_id="evt_1",
+        type="a.b",
+    )
+    assert deliveries_of(batch) == [
+        DeliveryMessage(delivery_id("evt_1", s), "evt_1", s, "a.b", b"{}", 1, 4.5)
+        for s in ("sub_a", "sub_b")  # a subscription listed twice is delivered once
+    ]
+
+
+def test_a_plain_message_carries_its_one_delivery() -> None:
+    message = DeliveryMessage("dlv_1", "evt_1", "sub_1", "a.b", b"{}", attempt=2, accepted_at=1.5)
+    props = message.properties()
+    consumed = _Consumed(
+        message.body,
+        props["headers"],
+        props["message_id"],
+        props["correlation_id"],
+        props["type"],
+        props["app_id"],
+    )
+    assert deliveries_of(consumed) == [message]
+
+
+@pytest.mark.parametrize(
+    ("headers", "correlation_id", "missing"),
+    [
+        ({H_SUBSCRIPTIONS: "  "}, "evt_1", "lists no subscription"),
+        ({H_SUBSCRIPTIONS: "sub_a"}, None, "x-hookline-event-id"),
+    ],
+)
+def test_a_broken_batch_message_is_refused_naming_what_is_missing(
+    headers: dict[str, Any], correlation_id: str | None, missing: str
+) -> None:
+    with pytest.raises(ValueError, match=missing):
+        deliveries_of(_Consumed(b"{}", headers, correlation_id=correlation_id, type="a.b"))
 
 
 def test_event_message_keeps_a_missing_tenant_missing() -> None:
