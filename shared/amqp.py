@@ -25,6 +25,10 @@ from shared.topology import Exchange, Queue
 
 log = get_logger("amqp")
 
+JSON_CONTENT_TYPE = "application/json"
+PERSISTENT = 2
+"""`delivery_mode` of a persistent message, for `spec.Basic.Properties`."""
+
 _EXCHANGE_TYPES = {
     "topic": aio_pika.ExchangeType.TOPIC,
     "direct": aio_pika.ExchangeType.DIRECT,
@@ -98,6 +102,26 @@ def delivery_json_message(
     )
 
 
+def delivery_properties(
+    msg: DeliveryMessage, *, extra_headers: dict[str, Any] | None = None
+) -> spec.Basic.Properties:
+    """`delivery_json_message`'s properties for `publish_burst`: the same message, without
+    building an aio-pika `Message` on the way."""
+    properties = msg.properties()
+    headers = properties["headers"]
+    if extra_headers:
+        headers.update(extra_headers)
+    return spec.Basic.Properties(
+        content_type=JSON_CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        headers=headers,
+        message_id=properties["message_id"],
+        correlation_id=properties["correlation_id"],
+        message_type=properties["type"],
+        app_id=properties["app_id"],
+    )
+
+
 PUBLISH_TIMEOUT_S = 30.0
 """How long a confirmed publish may wait for its confirm before it counts as failed."""
 
@@ -128,11 +152,6 @@ async def publish_confirmed(
             f"publish to {exchange.name or 'default exchange'}/{routing_key} not confirmed: "
             f"{type(result).__name__}"
         )
-
-
-JSON_CONTENT_TYPE = "application/json"
-PERSISTENT = 2
-"""`delivery_mode` of a persistent message, for `spec.Basic.Properties`."""
 
 
 async def publish_burst(

@@ -8,13 +8,21 @@ message only after it, so a delivery is never in neither place.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
 
-from shared.amqp import delivery_json_message, json_message, publish_confirmed
+from shared.amqp import (
+    PUBLISH_TIMEOUT_S,
+    delivery_json_message,
+    delivery_properties,
+    json_message,
+    publish_burst,
+    publish_confirmed,
+)
 from shared.models import H_ERROR, DeliveryMessage
 from shared.topology import Topology
 
@@ -47,19 +55,36 @@ class Requeue:
             raise
         self.healthy = True
 
+    async def _publish_delivery(
+        self, msg: DeliveryMessage, queue_name: str, extra_headers: dict[str, Any] | None = None
+    ) -> None:
+        """The hot path (retries, deferrals): straight on aiormq, about half the CPU of an
+        aio-pika publish with its own timeout (measured: 0.27 ms per publish on the bench
+        machine, as much as a whole successful delivery)."""
+        properties = delivery_properties(msg, extra_headers=extra_headers)
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                [failure] = await publish_burst(
+                    self._channel, "", [(msg.body, queue_name, properties)]
+                )
+        except BaseException:
+            self.healthy = False
+            raise
+        if failure is not None:
+            self.healthy = False
+            raise failure
+        self.healthy = True
+
     async def retry(self, msg: DeliveryMessage, delay_s: float, *, deferrals: int = 0) -> None:
         """Park `msg` (its attempt number as given) for `delay_s`, a delay of the schedule."""
         queue = self._topology.retry_queue(delay_s)
-        await self._publish(
-            delivery_json_message(
-                msg, extra_headers={H_DEFERRALS: deferrals} if deferrals else None
-            ),
-            queue.name,
+        await self._publish_delivery(
+            msg, queue.name, {H_DEFERRALS: deferrals} if deferrals else None
         )
 
     async def alone(self, msg: DeliveryMessage) -> None:
         """Put `msg` back in the sender's work queue as a plain message (split off a batch)."""
-        await self._publish(delivery_json_message(msg), self._topology.deliveries_queue.name)
+        await self._publish_delivery(msg, self._topology.deliveries_queue.name)
 
     async def dead(self, msg: DeliveryMessage, error: str) -> None:
         """Put `msg` in the dead queue with why it died; its ids are headers there too, for
