@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
 
+from bench.procs import free_port
 from shared.settings import Settings
 from shared.topology import Topology
 
@@ -23,13 +23,6 @@ API_TOKEN = "test-token-0123456789"
 def database_url(name: str) -> str:
     parts = urlsplit(ADMIN_DATABASE_URL)
     return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def unique_name(prefix: str = "t") -> str:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+
 import orjson
 import pytest
 
 from bench.httpwire import MAX_BODY_BYTES, BadRequest, parse_request
-from bench.procs import parse_counters, parse_peak_rss, with_database
+from bench.procs import (
+    ephemeral_port_range,
+    free_port,
+    parse_counters,
+    parse_peak_rss,
+    with_database,
+)
 from bench.publisher import event_body, send_times
 from bench.receiver import route
 
@@ -113,3 +121,14 @@ def test_counters_are_read_from_the_metrics_page() -> None:
         'hookline_delivery_attempts_total{outcome="success"}': 42.0,
         "hookline_deliveries_deferred_total": 3.0,
     }
+
+
+def test_free_ports_are_taken_below_theephemeral_port_range() -> None:
+    # Ports the kernel hands out for outgoing connections would collide with a service
+    # starting on them a moment later.
+    low, _ = ephemeral_port_range()
+    for _ in range(20):
+        port = free_port()
+        assert 1024 <= port < low
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
