@@ -9,6 +9,7 @@ server, and stops them all when any of them dies.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -93,12 +94,31 @@ async def drain_tasks(tasks: set[asyncio.Task[Any]], grace_s: float) -> int:
     return len(late)
 
 
+GC_GEN0_THRESHOLD = 50_000
+"""Allocations between young-generation collections (CPython's default is 700)."""
+
+
+def tune_gc() -> None:
+    """Collect the young generation less often, and never scan what was loaded at start.
+
+    Every message makes a few dozen short-lived objects (frames, futures, dicts); with the
+    default threshold the collector runs every few messages and walks every live object of
+    the young generation each time. Objects made at import time (modules, classes, settings)
+    are moved out of the collector's sight with `gc.freeze`. Garbage cycles are still
+    collected, just in larger sweeps.
+    """
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def run_service(service: str, components: Sequence[tuple[str, Component]]) -> int:
     """Entry point of a service process: settings, logging, the fast loop, then `serve`."""
     from shared.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
+    tune_gc()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
