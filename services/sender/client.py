@@ -3,7 +3,8 @@
 Transport rules, each on purpose: one keep-alive connection pool for the whole process;
 connections only to addresses the SSRF guard checked (`shared.targets.guarded_connector`);
 TLS verification always on; no proxy from the environment (it would bypass the guard);
-`HOOKLINE_DELIVERY_TIMEOUT` from connect to the last byte read; redirects never followed;
+`HOOKLINE_DELIVERY_TIMEOUT` from connect to the last byte read; redirects never followed; no
+cookies kept (one receiver's cookie must never reach another subscription on its host);
 response header lines and the body read capped, the body left compressed as sent.
 """
 
@@ -57,6 +58,9 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
             sock_connect=min(CONNECT_TIMEOUT_S, settings.delivery_timeout),
         ),
         trust_env=False,
+        # A receiver's cookies are never stored, let alone sent to another subscription on
+        # the same host; and no cookie bookkeeping per request.
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         max_line_size=MAX_HEADER_LINE_BYTES,
         max_field_size=MAX_HEADER_LINE_BYTES,

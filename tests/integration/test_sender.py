@@ -149,6 +149,27 @@ async def test_a_redirect_is_not_followed(settings: Settings) -> None:
     ]
 
 
+async def test_a_receivers_cookie_is_never_sent_back_or_to_another_subscription(
+    settings: Settings,
+) -> None:
+    receiver = Receiver(Answer(200, headers={"Set-Cookie": "session=s3cr3t; Path=/"}))
+    async with receiver.running(), database(settings) as conn, sender_running(settings):
+        # A host name: cookies of a bare IP address would not be kept anyway.
+        by_name = receiver.url().replace("127.0.0.1", "localhost").removesuffix("/hook")
+        first, _ = await insert_subscription(conn, f"{by_name}/tenant-a")
+        second, _ = await insert_subscription(conn, f"{by_name}/tenant-b")
+        msg = await insert_delivery(conn, first)
+        await publish(settings, msg)
+        await wait_for_status(conn, msg.delivery_id, "succeeded")
+        later = [await insert_delivery(conn, sub) for sub in (first, second)]
+        await publish(settings, *later)
+        for delivery in later:
+            await wait_for_status(conn, delivery.delivery_id, "succeeded")
+
+    assert len(receiver.requests) == 3
+    assert all("Cookie" not in r.headers for r in receiver.requests)
+
+
 async def test_a_disabled_subscriptions_delivery_is_cancelled(settings: Settings) -> None:
     receiver = Receiver(Answer(200))
     async with receiver.running(), database(settings) as conn, sender_running(settings):
