@@ -52,6 +52,9 @@ log = get_logger("sender")
 
 _NACK_PAUSE_S = 1.0
 
+_ATTEMPTS_BY_OUTCOME = {o: metrics.DELIVERY_ATTEMPTS.labels(o.value) for o in Outcome}
+"""The counter's child per outcome, looked up once rather than per attempt."""
+
 
 @dataclass(frozen=True)
 class WorkerParts:
@@ -348,7 +351,7 @@ class DeliveryWorker:
     def _observe(
         self, msg: DeliveryMessage, sub: Subscription, result: AttemptResult, verdict: Verdict
     ) -> None:
-        metrics.DELIVERY_ATTEMPTS.labels(verdict.outcome.value).inc()
+        _ATTEMPTS_BY_OUTCOME[verdict.outcome].inc()
         metrics.DELIVERY_DURATION.observe(result.duration_s)
         if verdict.outcome is Outcome.SUCCESS and msg.accepted_at > 0:
             metrics.END_TO_END.observe(max(0.0, time.time() - msg.accepted_at))
