@@ -9,22 +9,29 @@ message only after it, so a delivery is never in neither place.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
+from aiormq.exceptions import PublishError
 
 from shared.amqp import (
     PUBLISH_TIMEOUT_S,
+    declare,
     delivery_json_message,
     delivery_properties,
     json_message,
     publish_burst,
     publish_confirmed,
 )
+from shared.errors import BrokerUnavailable
+from shared.logging import get_logger
 from shared.models import H_ERROR, DeliveryMessage
 from shared.topology import Topology
+
+log = get_logger("sender")
 
 H_DEFERRALS = "x-hookline-deferrals"
 """How many times in a row a delivery was parked because its target had no free slot."""
@@ -38,22 +45,32 @@ def deferrals_of(headers: Mapping[str, Any] | None) -> int:
         return 0
 
 
+UNROUTABLE: tuple[type[BaseException], ...] = (PublishError, BrokerUnavailable)
+"""What a mandatory publish to a queue that is gone raises: returned by the broker."""
+
+
 class Requeue:
-    """Confirmed publishing to the retry queues and the dead queue of one namespace."""
+    """Confirmed publishing to the retry queues and the dead queue of one namespace.
+
+    A queue deleted by hand (by an operator, or a policy) makes a publish to it come back
+    unroutable. The topology is then declared again, once for all publishes failing at that
+    moment, and the publish tried once more: the delivery goes where it should instead of
+    being nacked back and sent to its receiver again until the next restart.
+    """
 
     def __init__(self, channel: AbstractChannel, topology: Topology) -> None:
         self._channel = channel
         self._topology = topology
+        self._redeclaring = asyncio.Lock()
+        self._declared_at = 0.0
         self.healthy = True
         """False after a failed publish until the next one that is confirmed (readiness)."""
 
     async def _publish(self, message: aio_pika.Message, queue_name: str) -> None:
-        try:
+        async def once() -> None:
             await publish_confirmed(self._channel.default_exchange, message, queue_name)
-        except BaseException:
-            self.healthy = False
-            raise
-        self.healthy = True
+
+        await self._guarded(once)
 
     async def _publish_delivery(
         self, msg: DeliveryMessage, queue_name: str, extra_headers: dict[str, Any] | None = None
@@ -62,18 +79,40 @@ class Requeue:
         aio-pika publish with its own timeout (measured: 0.27 ms per publish on the bench
         machine, as much as a whole successful delivery)."""
         properties = delivery_properties(msg, extra_headers=extra_headers)
-        try:
+
+        async def once() -> None:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                 [failure] = await publish_burst(
                     self._channel, "", [(msg.body, queue_name, properties)]
                 )
+            if failure is not None:
+                raise failure
+
+        await self._guarded(once)
+
+    async def _guarded(self, publish: Callable[[], Awaitable[None]]) -> None:
+        """Run `publish`; when it comes back unroutable, declare the topology again and run
+        it once more. Keeps `healthy` up to date."""
+        try:
+            try:
+                started = time.monotonic()
+                await publish()
+            except UNROUTABLE as exc:
+                await self._redeclare(since=started, cause=exc)
+                await publish()
         except BaseException:
             self.healthy = False
             raise
-        if failure is not None:
-            self.healthy = False
-            raise failure
         self.healthy = True
+
+    async def _redeclare(self, *, since: float, cause: BaseException) -> None:
+        async with self._redeclaring:
+            if self._declared_at >= since:
+                return  # declared again by another publish since this one started
+            log.warning("sender_topology_redeclared", cause=f"{type(cause).__name__}: {cause}")
+            exchanges, queues = self._topology.for_sender()
+            await declare(self._channel, exchanges, queues)
+            self._declared_at = time.monotonic()
 
     async def retry(self, msg: DeliveryMessage, delay_s: float, *, deferrals: int = 0) -> None:
         """Park `msg` (its attempt number as given) for `delay_s`, a delay of the schedule."""

@@ -15,6 +15,7 @@ from tests.integration.test_sender_harness import (
     AMQP_URL,
     Answer,
     Receiver,
+    attempts_of,
     database,
     insert_delivery,
     insert_subscription,
@@ -46,7 +47,7 @@ async def _publish_undeclared(topology: Topology, msg: DeliveryMessage) -> None:
         await connection.close()
 
 
-async def test_a_retry_with_its_retry_queue_deleted_is_tried_again_not_lost(
+async def test_a_retry_with_its_retry_queue_deleted_goes_on_as_scheduled(
     settings: Settings,
 ) -> None:
     topology = Topology(settings.namespace, settings.retry_delays)
@@ -58,15 +59,36 @@ async def test_a_retry_with_its_retry_queue_deleted_is_tried_again_not_lost(
         await _delete_queue(topology.retry_queue(settings.retry_delays[0]).name)
         await _publish_undeclared(topology, msg)
 
-        # Parking it failed (returned unroutable), so the sender got it back and tried again
-        # rather than acking it away.
-        await receiver.wait_for(2)
-        # The queue is back (declared again): the delivery goes on to succeed.
-        await publish(settings)
+        # The retry came back unroutable: the sender declared its queues again and parked
+        # it there, instead of sending attempt 1 again and again.
         row = await wait_for_status(conn, msg.delivery_id, "succeeded")
+        attempts = await attempts_of(conn, msg.delivery_id)
 
     assert row["status"] == "succeeded"
+    assert [(a["attempt"], a["status_code"]) for a in attempts] == [(1, 500), (2, 500), (3, 200)]
+    assert len(receiver.requests) == 3
     assert {r.headers["webhook-id"] for r in receiver.requests} == {msg.event_id}
+
+
+async def test_a_delivery_whose_dead_queue_was_deleted_still_ends_there_once(
+    settings: Settings,
+) -> None:
+    topology = Topology(settings.namespace, settings.retry_delays)
+    receiver = Receiver(Answer(500))
+    async with receiver.running(), database(settings) as conn, sender_running(settings):
+        sub_id, _ = await insert_subscription(conn, receiver.url())
+        msg = await insert_delivery(conn, sub_id)
+        await _delete_queue(topology.dead_queue.name)
+        await _publish_undeclared(topology, msg)
+
+        row = await wait_for_status(conn, msg.delivery_id, "failed")
+        dead = await queue_messages(settings, topology.dead_queue.name)
+        attempts = await attempts_of(conn, msg.delivery_id)
+
+    assert [h[H_DELIVERY_ID] for h in dead] == [msg.delivery_id]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert len(receiver.requests) == 3
+    assert row["status"] == "failed"
 
 
 async def test_a_delivery_that_always_fails_ends_in_the_dead_queue(settings: Settings) -> None:
