@@ -222,9 +222,9 @@ class DeliveryMessage:
         return replace(self, attempt=self.attempt + 1)
 
 
-def batch_message_id(event_id: str) -> str:
-    """The message id of the batch message carrying an event's first attempts."""
-    return f"batch.{event_id}"
+def batch_message_id(event_id: str, number: int = 0) -> str:
+    """The message id of the `number`-th batch message carrying an event's first attempts."""
+    return f"batch.{event_id}" if number == 0 else f"batch.{event_id}.{number}"
 
 
 def deliveries_of(message: ConsumedMessage) -> list[DeliveryMessage]:

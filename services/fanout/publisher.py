@@ -28,6 +28,9 @@ from shared.models import (
 from shared.topology import SEND_ROUTING_KEY
 
 PUBLISH_TIMEOUT_S = 30.0
+MAX_BATCH_SUBSCRIPTIONS = 1000
+"""Subscriptions listed in one batch message: ~31 KB of header, well inside one frame (a
+header that does not fit closes the connection: `frame_too_large`)."""
 _PERSISTENT = 2
 _CONTENT_TYPE = "application/json"
 
@@ -71,18 +74,21 @@ class DeliveryPublisher:
         publishes = []
         batched = [s for _, _, s in rows if s not in parked]
         if len(batched) > 1:
-            # The rows going straight to the sender travel as one batch message
+            # The rows going straight to the sender travel as batch messages
             # (`shared.models.deliveries_of`): one publish, one queue entry, one consume and
-            # one ack for the event instead of one each per match.
-            properties = spec.Basic.Properties(
-                content_type=_CONTENT_TYPE,
-                delivery_mode=_PERSISTENT,
-                headers={**headers, H_SUBSCRIPTIONS: " ".join(batched)},
-                message_id=batch_message_id(event.event_id),
-                correlation_id=event.event_id,
-                message_type=event.event_type,
-            )
-            publishes.append(self._send(underlay, event.body, properties, None))
+            # one ack for the event instead of one each per match. A header must fit in one
+            # AMQP frame (128 KiB by default), hence at most MAX_BATCH_SUBSCRIPTIONS each.
+            for number, start in enumerate(range(0, len(batched), MAX_BATCH_SUBSCRIPTIONS)):
+                chunk = batched[start : start + MAX_BATCH_SUBSCRIPTIONS]
+                properties = spec.Basic.Properties(
+                    content_type=_CONTENT_TYPE,
+                    delivery_mode=_PERSISTENT,
+                    headers={**headers, H_SUBSCRIPTIONS: " ".join(chunk)},
+                    message_id=batch_message_id(event.event_id, number),
+                    correlation_id=event.event_id,
+                    message_type=event.event_type,
+                )
+                publishes.append(self._send(underlay, event.body, properties, None))
         for dlv_id, _, subscription_id in rows:
             retry_queue = parked.get(subscription_id)
             if retry_queue is None and len(batched) > 1:

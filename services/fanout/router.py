@@ -1,8 +1,9 @@
 """One event in, one delivery per matching subscription out (issue 2, part 4).
 
 For each event consumed from `{ns}.fanout`: match it against the subscription cache, write
-its delivery rows (batched with other events' rows), publish one delivery message per match
-with publisher confirms, and only then ack the event. Every event ends acked after its
+its delivery rows (batched with other events' rows), publish its deliveries with publisher
+confirms (one batch message for the matches, plain messages for parked subscriptions:
+`services.fanout.publisher`), and only then ack the event. Every event ends acked after its
 deliveries are durable, moved to `{ns}.fanout.rejected` with a reason, or requeued after a
 backoff when Postgres or RabbitMQ is in trouble; none is dropped.
 

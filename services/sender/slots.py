@@ -1,8 +1,9 @@
 """The sender's global bound on attempts in flight: a FIFO semaphore with O(1) acquire.
 
 `asyncio.Semaphore.acquire` (Python 3.11) calls `locked()`, which scans every waiter; the
-sender keeps up to prefetch - concurrency (about 770 with the defaults) tasks waiting, so
-each acquire cost a scan of hundreds of futures (~4% of the sender's CPU in the fanout
+sender keeps many deliveries waiting (its prefetched messages, each a batch of up to an
+event's matches, minus the slots in use: thousands), so each acquire cost a scan of hundreds
+of futures (~4% of the sender's CPU in the fanout
 bench). This one keeps a free count and a queue of waiters, and hands a freed slot straight
 to the oldest waiter.
 """

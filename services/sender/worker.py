@@ -3,14 +3,15 @@
 A message carries one delivery, or (a batch message, fanout's first attempt of an event's
 deliveries) several, handled concurrently and each on its own terms as below; the batch is
 acked once every one of them is settled. Per delivery: look the subscription up (deleted or
-disabled: record `cancelled`, send nothing); take a slot of its target (none free: park it in
-a retry queue, confirmed); POST within the global concurrency bound; classify; then,
-concurrently, publish where it goes next (retry queue or dead queue, confirmed) and write the
-attempt log (group commit); ack only after both (the acks of many messages share one frame:
-`shared.acks`). The HTTP slots are released before waiting for the log, so a slow flush never
-holds a connection. Any unexpected error leaves the message unacked and nacks it back after a
-pause: it is tried again, never dropped (a delivery of a batch that fails so is split off as
-a plain message instead, and the rest of the batch is acked).
+disabled: record `cancelled`, send nothing); take a slot of its target (none free: park it in a
+retry queue, confirmed); POST within the global concurrency bound; classify; then publish where
+it goes next (retry queue or dead queue, confirmed), then write the attempt log (group commit),
+in that order so a recorded attempt always has its next copy; ack only after both (the acks of
+many messages share one frame: `shared.acks`). The HTTP slots are released before waiting for
+the log, so a slow flush never holds a connection. Any unexpected error leaves the message
+unacked and nacks it back after a pause: it is tried again, never dropped (a delivery of a
+batch that fails so is split off as a plain message instead, and the rest of the batch is
+acked).
 """
 
 from __future__ import annotations
@@ -147,21 +148,35 @@ class DeliveryWorker:
             msgs: list[DeliveryMessage] | None = deliveries_of(message)
         except ValueError:
             msgs = None
-        try:
-            if msgs is None:
+        if msgs is None:
+            try:
                 await self._p.requeue.dead_raw(
                     dict(message.headers or {}), message.body, error, message_id=message.message_id
                 )
-            else:
-                # A batch is dead-lettered as one plain message per delivery, which
-                # `hookline dead list` and `redrive` read like any other.
-                await asyncio.gather(*(self._p.requeue.dead(m, error) for m in msgs))
-        except Exception as exc:
-            log.error("delivery_not_dead_lettered", message_id=message.message_id, error=repr(exc))
-            return False
-        metrics.DEAD_LETTERED.inc(len(msgs) if msgs else 1)
-        log.error("delivery_dead_lettered", message_id=message.message_id, error=error)
-        for msg in msgs or ():
+            except Exception as exc:
+                log.error(
+                    "delivery_not_dead_lettered", message_id=message.message_id, error=repr(exc)
+                )
+                return False
+            metrics.DEAD_LETTERED.inc()
+            log.error("delivery_dead_lettered", message_id=message.message_id, error=error)
+            return True
+        if len(msgs) > 1:
+            # A batch: only what nothing was done with yet (the rest succeeded, or travels
+            # on as a message of its own). Each is dead-lettered as a plain message, which
+            # `hookline dead list` and `redrive` read like any other.
+            with contextlib.suppress(Exception):
+                msgs = await self._not_started(msgs)
+        for msg in msgs:
+            try:
+                await self._p.requeue.dead(msg, error)
+            except Exception as exc:
+                log.error(
+                    "delivery_not_dead_lettered", delivery_id=msg.delivery_id, error=repr(exc)
+                )
+                return False
+            metrics.DEAD_LETTERED.inc()
+            log.error("delivery_dead_lettered", delivery_id=msg.delivery_id, error=error)
             try:
                 await self._p.attempt_log.record(
                     DeliveryChange(msg.delivery_id, msg.subscription_id, "failed")
@@ -213,7 +228,7 @@ class DeliveryWorker:
         if redelivered:
             deliveries = await self._not_started(deliveries)
         results = await asyncio.gather(
-            *(self._deliver(d, 0) for d in deliveries), return_exceptions=True
+            *(self._deliver(d, 0, in_batch=True) for d in deliveries), return_exceptions=True
         )
         alone: list[DeliveryMessage] = []
         for delivery, result in zip(deliveries, results, strict=True):
@@ -228,14 +243,30 @@ class DeliveryWorker:
                 )
                 alone.append(delivery)
         if alone:
-            await asyncio.gather(*(self._p.requeue.alone(d) for d in alone))
+            await asyncio.gather(*(self._split_off(d) for d in alone))
+
+    async def _split_off(self, msg: DeliveryMessage) -> None:
+        """Send `msg` on alone (confirmed), then mark its row as handed on (see `_handed_on`)."""
+        await self._p.requeue.alone(msg)
+        await self._handed_on(msg, datetime.now(UTC))
+
+    async def _handed_on(self, msg: DeliveryMessage, comes_back_at: datetime) -> None:
+        """Mark a delivery of a batch that now travels as a plain message of its own (deferred
+        or split off) with `next_attempt_at`, after that message was confirmed: a redelivered
+        batch then leaves it out (`_not_started`) rather than start a second copy of it."""
+        await self._p.attempt_log.record(
+            DeliveryChange(msg.delivery_id, msg.subscription_id, "pending", None, comes_back_at)
+        )
 
     async def _not_started(self, deliveries: list[DeliveryMessage]) -> list[DeliveryMessage]:
-        """The deliveries still pending without any attempt (the rest were handled before)."""
+        """The deliveries of a redelivered batch that nothing was done with yet: still pending,
+        no attempt recorded, not handed on as a message of their own. What was done with the
+        others is recorded only after their next place (retry or dead queue, a plain copy)
+        was confirmed, so leaving them out never loses one."""
         async with self._p.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id FROM deliveries"
-                " WHERE id = ANY($1::text[]) AND status = 'pending' AND attempts = 0",
+                "SELECT id FROM deliveries WHERE id = ANY($1::text[])"
+                " AND status = 'pending' AND attempts = 0 AND next_attempt_at IS NULL",
                 [d.delivery_id for d in deliveries],
             )
         pending = {row["id"] for row in rows}
@@ -244,16 +275,19 @@ class DeliveryWorker:
             log.info("redelivered_batch_partly_done", skipped=skipped, left=len(pending))
         return [d for d in deliveries if d.delivery_id in pending]
 
-    async def _deliver(self, msg: DeliveryMessage, deferrals: int) -> None:
+    async def _deliver(
+        self, msg: DeliveryMessage, deferrals: int, *, in_batch: bool = False
+    ) -> None:
         """One delivery: cancel, defer (its target has no free slot) or attempt and settle.
 
-        `deferrals` is how many times in a row it was deferred before."""
+        `deferrals` is how many times in a row it was deferred before; `in_batch` says it came
+        in a batch message (a deferral is then also marked on its row)."""
         sub = await self._subscription(msg.subscription_id)
         if sub is None or not sub.enabled:
             await self._cancel(msg, deleted=sub is None)
         elif not self._limits.try_acquire(sub.id):
             stuck_s = self._limits.stuck_for(sub.id)
-            await self._defer(msg, deferrals + 1, stuck_s)
+            await self._defer(msg, deferrals + 1, stuck_s, mark=in_batch)
             self._parking.stuck(sub, stuck_s)
         else:
             took_s = 0.0
@@ -287,13 +321,17 @@ class DeliveryWorker:
             reason="subscription_deleted" if deleted else "subscription_disabled",
         )
 
-    async def _defer(self, msg: DeliveryMessage, deferrals: int, stuck_s: float) -> None:
+    async def _defer(
+        self, msg: DeliveryMessage, deferrals: int, stuck_s: float, *, mark: bool
+    ) -> None:
         patience_s = self._p.settings.delivery_timeout
         # A target stuck for several timeouts is treated as if this delivery had been deferred
         # that many times already: its backlog parks for longer from the first deferral on.
         effective = deferrals + int(stuck_s // patience_s)
         delay_s = self._schedule.deferral_delay(effective, patience_s)
         await self._p.requeue.retry(msg, delay_s, deferrals=deferrals)
+        if mark:
+            await self._handed_on(msg, datetime.now(UTC) + timedelta(seconds=delay_s))
         metrics.DELIVERIES_DEFERRED.inc()
         log.debug(
             "delivery_deferred",
@@ -330,17 +368,16 @@ class DeliveryWorker:
         self._observe(msg, sub, result, verdict)
         change = _change(msg, result, verdict, started_at)
         requeue = self._p.requeue
+        # The next place first, then the record: a recorded attempt always has its retry or
+        # dead copy, which is what lets a redelivered batch leave it out (`_not_started`).
         if verdict.outcome is Outcome.RETRY:
             assert verdict.retry_in_s is not None
-            await asyncio.gather(
-                requeue.retry(msg.next_attempt(), verdict.retry_in_s),
-                self._p.attempt_log.record(change),
-            )
+            await requeue.retry(msg.next_attempt(), verdict.retry_in_s)
+            await self._p.attempt_log.record(change)
         elif verdict.outcome is Outcome.FAILED:
-            await asyncio.gather(
-                requeue.dead(msg, verdict.error or "failed"), self._p.attempt_log.record(change)
-            )
+            await requeue.dead(msg, verdict.error or "failed")
             metrics.DEAD_LETTERED.inc()
+            await self._p.attempt_log.record(change)
         elif verdict.outcome is Outcome.GONE:
             async with self._p.pool.acquire() as conn:
                 await disable(conn, [sub.id], "gone", keep_delivery_ids=(msg.delivery_id,))

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from services.fanout import publisher as publisher_module
 from services.fanout.app import run
 from shared.ids import delivery_id, new_id
 from shared.metrics import REGISTRY
@@ -242,6 +243,22 @@ async def test_an_events_deliveries_travel_as_one_batch_message(fanout: Fanout) 
     [delivery] = deliveries_of(plain)
     assert plain.app_id == single
     assert (delivery.event_id, delivery.subscription_id) == (shipped.event_id, single)
+    assert await fanout.leftover_deliveries() == []
+
+
+async def test_an_event_with_many_matches_is_split_into_batches_of_bounded_size(
+    fanout: Fanout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A header has to fit in one AMQP frame; 2 here stands for the real bound of 1,000.
+    monkeypatch.setattr(publisher_module, "MAX_BATCH_SUBSCRIPTIONS", 2)
+    subs = [await insert_subscription(fanout.db, ["invoice.*"]) for _ in range(5)]
+    paid = await fanout.event("invoice.paid")
+    await fanout.publish(paid)
+
+    taken = await fanout.take(fanout.topology.deliveries_queue.name, 3)
+    assert sorted(len(deliveries_of(m)) for m in taken) == [1, 2, 2]
+    assert len({m.message_id for m in taken}) == 3
+    assert sorted(d.subscription_id for m in taken for d in deliveries_of(m)) == sorted(subs)
     assert await fanout.leftover_deliveries() == []
 
 

@@ -181,10 +181,12 @@ async def test_a_redelivered_batch_skips_the_deliveries_already_handled(
     async with receiver.running(), database(settings) as conn:
         done, _ = await insert_subscription(conn, receiver.url("/done"))
         retrying, _ = await insert_subscription(conn, receiver.url("/retrying"))
+        deferred, _ = await insert_subscription(conn, receiver.url("/deferred"))
         todo, _ = await insert_subscription(conn, receiver.url("/todo"))
-        event = await _event_for(conn, [done, retrying, todo])
+        everyone = [done, retrying, deferred, todo]
+        event = await _event_for(conn, everyone)
         # What a sender that died before acking the batch left behind: one delivery
-        # succeeded, one made its first attempt (its retry waits in a retry queue).
+        # succeeded, one made its first attempt (its retry waits in a retry queue)...
         await conn.execute(
             "UPDATE deliveries SET status = 'succeeded', attempts = 1 WHERE id = $1",
             delivery_id(event.event_id, done),
@@ -193,7 +195,12 @@ async def test_a_redelivered_batch_skips_the_deliveries_already_handled(
             "UPDATE deliveries SET attempts = 1 WHERE id = $1",
             delivery_id(event.event_id, retrying),
         )
-        await _publish_batch(settings, event, [done, retrying, todo])
+        # and one was deferred: its copy waits in a retry queue, marked on its row.
+        await conn.execute(
+            "UPDATE deliveries SET next_attempt_at = now() + interval '5 minutes' WHERE id = $1",
+            delivery_id(event.event_id, deferred),
+        )
+        await _publish_batch(settings, event, everyone)
         # Handed out and returned unacked, as when a sender's channel is lost.
         connection = await aio_pika.connect(AMQP_URL)
         try:
@@ -216,3 +223,40 @@ async def test_a_redelivered_batch_skips_the_deliveries_already_handled(
     assert [r.path for r in receiver.requests] == ["/todo"]
     assert (retrying_row["status"], retrying_row["attempts"]) == ("pending", 1)
     assert set(depths.values()) == {0}
+
+
+async def test_a_delivery_of_a_batch_deferred_for_its_busy_target_is_marked_on_its_row(
+    settings: Settings,
+) -> None:
+    release = asyncio.Event()
+    busy = Receiver(Answer(200, hold=release))
+    healthy = Receiver(Answer(200))
+    async with (
+        variant(settings, sender_per_target_concurrency=1) as one_slot,
+        busy.running(),
+        healthy.running(),
+        database(one_slot) as conn,
+        sender_running(one_slot),
+    ):
+        busy_sub, _ = await insert_subscription(conn, busy.url())
+        healthy_sub, _ = await insert_subscription(conn, healthy.url())
+        first = await _event_for(conn, [busy_sub, healthy_sub])
+        await _publish_batch(one_slot, first, [busy_sub, healthy_sub])
+        await busy.wait_for(1)
+        second = await _event_for(conn, [busy_sub, healthy_sub])
+        await _publish_batch(one_slot, second, [busy_sub, healthy_sub])
+        # The second event's delivery to the busy target found its one slot taken.
+        await wait_for_status(conn, delivery_id(second.event_id, healthy_sub), "succeeded")
+        deferred = delivery_id(second.event_id, busy_sub)
+        for _ in range(200):
+            row = await conn.fetchrow("SELECT * FROM deliveries WHERE id = $1", deferred)
+            if row["next_attempt_at"] is not None:
+                break
+            await asyncio.sleep(0.05)
+        release.set()
+        # It comes back from its retry queue and is delivered.
+        await wait_for_status(conn, deferred, "succeeded", timeout_s=30.0)
+
+    assert (row["status"], row["attempts"]) == ("pending", 0)
+    assert row["next_attempt_at"] is not None
+    assert [r.headers["webhook-id"] for r in busy.requests] == [first.event_id, second.event_id]
