@@ -53,10 +53,13 @@ _ATTEMPT_COLUMNS = (
 )
 
 # Messages of one delivery can overtake each other (a redelivered older copy, a duplicate), so
-# a change never rewrites a settled history: `succeeded` is final, and `failed` or `cancelled`
-# only replace `pending`. `_next_status` is the same rule for changes merged in one batch.
+# a change never rewrites a settled history: `succeeded` is final, `failed` or `cancelled`
+# only replace `pending`, and a change that made no attempt (a delivery of a batch marked as
+# travelling on its own) only ever lands on `pending`: its copy may already have been
+# cancelled or failed. `_next_status` is the same rule for changes merged in one batch.
 _KEEP_STATUS = """(d.status = 'succeeded'
-    OR (u.status IN ('failed', 'cancelled') AND d.status <> 'pending'))"""
+    OR (u.status IN ('failed', 'cancelled') AND d.status <> 'pending')
+    OR (u.status = 'pending' AND u.attempts = 0 AND d.status <> 'pending'))"""
 _UPDATE_DELIVERIES = f"""
 UPDATE deliveries AS d SET
     status = CASE WHEN {_KEEP_STATUS} THEN d.status ELSE u.status END,
@@ -137,9 +140,12 @@ class _Merged:
     next_attempt_at: datetime | None
 
 
-def _next_status(old: str, new: str) -> str:
-    """The status after `new` is applied to `old` (the rule of `_UPDATE_DELIVERIES`)."""
+def _next_status(old: str, new: str, *, attempted: bool = True) -> str:
+    """The status after `new` is applied to `old` (the rule of `_UPDATE_DELIVERIES`);
+    `attempted` says whether the change made an attempt."""
     if old == "succeeded" or (new in ("failed", "cancelled") and old != "pending"):
+        return old
+    if new == "pending" and not attempted and old != "pending":
         return old
     return new
 
@@ -151,7 +157,11 @@ def _merge(changes: list[DeliveryChange]) -> dict[str, _Merged]:
         row = change.attempt
         previous = merged.get(change.delivery_id)
         entry = _Merged(
-            status=_next_status(previous.status, change.status) if previous else change.status,
+            status=(
+                _next_status(previous.status, change.status, attempted=row is not None)
+                if previous
+                else change.status
+            ),
             attempts=(previous.attempts if previous else 0) + (1 if row else 0),
             last_status_code=row.status_code if row else None,
             last_error=_text(row.error) if row else None,

@@ -111,7 +111,9 @@ class Requeue:
                 return  # declared again by another publish since this one started
             log.warning("sender_topology_redeclared", cause=f"{type(cause).__name__}: {cause}")
             exchanges, queues = self._topology.for_sender()
-            await declare(self._channel, exchanges, queues)
+            # Bounded: a connection lost meanwhile must not hold every publish behind it.
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                await declare(self._channel, exchanges, queues)
             self._declared_at = time.monotonic()
 
     async def retry(self, msg: DeliveryMessage, delay_s: float, *, deferrals: int = 0) -> None:

@@ -165,8 +165,14 @@ class DeliveryWorker:
             # A batch: only what nothing was done with yet (the rest succeeded, or travels
             # on as a message of its own). Each is dead-lettered as a plain message, which
             # `hookline dead list` and `redrive` read like any other.
-            with contextlib.suppress(Exception):
+            try:
                 msgs = await self._not_started(msgs)
+            except Exception as exc:
+                # Not knowing which are done, dead-lettering all could revive some: later.
+                log.error(
+                    "delivery_not_dead_lettered", message_id=message.message_id, error=repr(exc)
+                )
+                return False
         for msg in msgs:
             try:
                 await self._p.requeue.dead(msg, error)

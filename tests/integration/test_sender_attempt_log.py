@@ -82,3 +82,34 @@ async def test_failed_replaces_pending_but_not_cancelled(settings: Settings) -> 
         # A success of a failed delivery (a redriven one) still counts.
         await write_batch(conn, [_change(pending, sub, "succeeded", "success")])
         assert (await _status(conn, pending))[0] == "succeeded"
+
+
+@pytest.mark.parametrize("settled", ["cancelled", "failed", "succeeded"])
+async def test_a_handed_on_mark_never_reopens_a_settled_delivery(
+    settings: Settings, settled: str
+) -> None:
+    # The copy of a delivery split off a batch can be handled (cancelled, dead-lettered)
+    # before the mark saying it travels on its own is written.
+    async with database(settings) as conn:
+        sub, _ = await insert_subscription(conn, "http://127.0.0.1:1/hook")
+        later = datetime.now(UTC) + timedelta(minutes=5)
+
+        def mark(dlv: str) -> DeliveryChange:
+            return DeliveryChange(dlv, sub, "pending", None, later)
+
+        def settle(dlv: str) -> DeliveryChange:
+            if settled == "cancelled":
+                return DeliveryChange(dlv, sub, "cancelled")
+            return _change(dlv, sub, settled, "success" if settled == "succeeded" else "failed")
+
+        apart = (await insert_delivery(conn, sub)).delivery_id
+        await write_batch(conn, [settle(apart)])
+        await write_batch(conn, [mark(apart)])
+        together = (await insert_delivery(conn, sub)).delivery_id
+        await write_batch(conn, [settle(together), mark(together)])
+        fresh = (await insert_delivery(conn, sub)).delivery_id
+        await write_batch(conn, [mark(fresh)])
+
+        assert await _status(conn, apart) == (settled, None)
+        assert await _status(conn, together) == (settled, None)
+        assert await _status(conn, fresh) == ("pending", later)

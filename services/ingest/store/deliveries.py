@@ -31,7 +31,7 @@ WHERE d.subscription_id = $1
 ORDER BY d.created_at DESC, d.id DESC LIMIT $5
 """
 _FOR_RETRY = """
-SELECT d.id, d.status, d.subscription_id, s.deleted_at,
+SELECT d.id, d.status, d.next_attempt_at, d.subscription_id, s.deleted_at,
        e.id AS event_id, e.type, e.data, e.created_at
 FROM deliveries d JOIN events e ON e.id = d.event_id
 JOIN subscriptions s ON s.id = d.subscription_id
@@ -42,6 +42,11 @@ _SET_STATUS = (
     " next_attempt_at = CASE WHEN $2 = 'pending' THEN now() ELSE next_attempt_at END"
     " WHERE id = ANY($1::text[])"
 )
+_RESTORE = """
+UPDATE deliveries d SET status = u.status, next_attempt_at = u.next_attempt_at, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(id, status, next_attempt_at)
+WHERE d.id = u.id
+"""
 _RECOVER = """
 UPDATE deliveries d SET status = 'pending', next_attempt_at = now(), updated_at = now()
 FROM events e
@@ -62,9 +67,17 @@ class Resend:
     data: dict[str, Any]
     created_at: datetime
     previous_status: str
+    previous_next_attempt_at: datetime | None = None
+    """Put back with the status when the re-send could not be published: a sender tells by
+    it whether a delivery of a batch message already travels on its own."""
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record, previous_status: str) -> Resend:
+    def from_row(
+        cls,
+        row: asyncpg.Record,
+        previous_status: str,
+        previous_next_attempt_at: datetime | None = None,
+    ) -> Resend:
         return cls(
             delivery_id=row["id"],
             subscription_id=row["subscription_id"],
@@ -73,6 +86,7 @@ class Resend:
             data=row["data"],
             created_at=row["created_at"],
             previous_status=previous_status,
+            previous_next_attempt_at=previous_next_attempt_at,
         )
 
 
@@ -112,7 +126,7 @@ async def mark_for_retry(pool: asyncpg.Pool, delivery_id: str) -> Resend:
         if row["deleted_at"] is not None:
             raise Conflict(f"the subscription of delivery {delivery_id} was deleted")
         await conn.execute(_SET_STATUS, [delivery_id], "pending")
-    return Resend.from_row(row, row["status"])
+    return Resend.from_row(row, row["status"], row["next_attempt_at"])
 
 
 async def mark_recovered(pool: asyncpg.Pool, subscription_id: str, since: datetime) -> list[Resend]:
@@ -123,10 +137,12 @@ async def mark_recovered(pool: asyncpg.Pool, subscription_id: str, since: dateti
 
 
 async def restore(pool: asyncpg.Pool, resends: list[Resend]) -> None:
-    """Undo `mark_*` for deliveries whose message could not be published."""
-    by_status: dict[str, list[str]] = {}
-    for resend in resends:
-        by_status.setdefault(resend.previous_status, []).append(resend.delivery_id)
+    """Undo `mark_*` for deliveries whose message could not be published: status and
+    `next_attempt_at` as they were."""
     async with transaction(pool) as conn:
-        for status, ids in by_status.items():
-            await conn.execute(_SET_STATUS, ids, status)
+        await conn.execute(
+            _RESTORE,
+            [r.delivery_id for r in resends],
+            [r.previous_status for r in resends],
+            [r.previous_next_attempt_at for r in resends],
+        )
