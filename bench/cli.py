@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import orjson
 
 from bench.procs import with_database
 from bench.receiver import Receiver
-from bench.report import render_table, to_json
+from bench.report import render_summary, render_table, summary_json, to_json
 from bench.scenarios import SCENARIOS, Plan, ScenarioResult
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -58,6 +59,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios", type=_scenario_list, default=tuple(SCENARIOS), help="comma-separated"
     )
+    parser.add_argument(
+        "--repeat",
+        type=_positive(int),
+        default=1,
+        help="run the scenarios this many times, in order, and report medians and ranges",
+    )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument(
         "--amqp-url", default=os.environ.get("HOOKLINE_BENCH_AMQP_URL", DEFAULT_AMQP_URL)
@@ -73,8 +80,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run(args: argparse.Namespace, log_dir: Path) -> tuple[dict[str, ScenarioResult], bool]:
-    """Run the scenarios in order; returns their results and whether every one completed."""
+async def run(
+    args: argparse.Namespace, log_dir: Path
+) -> tuple[list[dict[str, ScenarioResult]], bool]:
+    """Run the scenarios in order, `--repeat` times; returns each pass's results and whether
+    every scenario completed."""
     plan = Plan(
         events=args.events,
         subscriptions=args.subscriptions,
@@ -91,19 +101,25 @@ async def run(args: argparse.Namespace, log_dir: Path) -> tuple[dict[str, Scenar
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     receiver = Receiver()
     receiver.start()
-    results: dict[str, ScenarioResult] = {}
+    passes: list[dict[str, ScenarioResult]] = []
     complete = True
     try:
-        for name in args.scenarios:
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            try:
-                results[name] = await SCENARIOS[name](plan, receiver)
-            except (RuntimeError, OSError, TimeoutError) as exc:
-                complete = False
-                print(f"scenario {name} failed: {exc}", file=sys.stderr, flush=True)
+        for number in range(1, args.repeat + 1):
+            results: dict[str, ScenarioResult] = {}
+            passes.append(results)
+            for name in args.scenarios:
+                label = f" (pass {number} of {args.repeat})" if args.repeat > 1 else ""
+                print(f"running {name}{label} ...", file=sys.stderr, flush=True)
+                try:
+                    results[name] = await SCENARIOS[name](
+                        dataclasses.replace(plan, run_tag=f"{plan.run_tag}p{number}"), receiver
+                    )
+                except (RuntimeError, OSError, TimeoutError) as exc:
+                    complete = False
+                    print(f"scenario {name} failed: {exc}", file=sys.stderr, flush=True)
     finally:
         receiver.stop()
-    return results, complete
+    return passes, complete
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,17 +130,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvloop
 
         uvloop.install()
-        results, complete = asyncio.run(run(args, log_dir))
+        passes, complete = asyncio.run(run(args, log_dir))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(f"interrupted; everything was cleaned up; service logs in {log_dir}", file=sys.stderr)
         return 130
-    print(render_table(results))
+    options = {k: v for k, v in vars(args).items() if k not in ("out",)}
+    options["scenarios"] = list(args.scenarios)
+    if len(passes) == 1:
+        print(render_table(passes[0]))
+        document = to_json(passes[0], options)
+    else:
+        for number, results in enumerate(passes, 1):
+            print(f"pass {number}:\n{render_table(results)}\n")
+        print(render_summary(passes))
+        document = summary_json(passes, options)
     if args.out is not None:
-        options = {k: v for k, v in vars(args).items() if k not in ("out",)}
-        options["scenarios"] = list(args.scenarios)
-        args.out.write_bytes(
-            orjson.dumps(to_json(results, options), option=orjson.OPT_INDENT_2, default=str)
-        )
+        args.out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str))
     if complete:
         shutil.rmtree(log_dir, ignore_errors=True)
         return 0

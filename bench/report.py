@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from collections.abc import Callable, Mapping
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,69 @@ def figures(results: Results) -> list[Figure]:
     return out
 
 
+WORST_OF_PASSES = ("lost", "dup", "MB")
+"""Units of figures summarised by their worst pass (nothing lost in *any* run; peak memory)
+rather than their median."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One figure over several passes: the value judged against its target, and the range."""
+
+    figure: Figure
+    low: float | None
+    high: float | None
+    passes: int
+
+
+def summarize(passes: Sequence[Results]) -> list[Summary]:
+    """Each figure over the passes of `--repeat`: the median (the worst for losses,
+    duplicates and peak memory), judged against the target, with the lowest and highest.
+
+    On a machine whose speed moves from minute to minute a single pass can land on either
+    side of a target; the median of alternating passes is the steadier verdict.
+    """
+    by_name: dict[str, list[Figure]] = {}
+    for results in passes:
+        for figure in figures(results):
+            by_name.setdefault(figure.name, []).append(figure)
+    out: list[Summary] = []
+    for name, seen in by_name.items():
+        values = sorted(f.value for f in seen if f.value is not None)
+        first = seen[0]
+        if not values:
+            value = None
+        elif first.unit in WORST_OF_PASSES:
+            value = values[-1]
+        else:
+            value = statistics.median(values)
+        out.append(
+            Summary(
+                dataclasses.replace(first, name=name, value=value),
+                values[0] if values else None,
+                values[-1] if values else None,
+                len(values),
+            )
+        )
+    return out
+
+
+def render_summary(passes: Sequence[Results]) -> str:
+    """The table of `--repeat`: median (or worst), range over the passes, target, verdict."""
+    rows = [("figure", "median", "range", "target", "")]
+    for s in summarize(passes):
+        f = s.figure
+        spread = f"{_fmt(s.low, f.unit)} - {_fmt(s.high, f.unit)}" if s.passes > 1 else ""
+        if f.unit in WORST_OF_PASSES:
+            spread = f"worst of {s.passes}"
+        rows.append((f.name, _fmt(f.value, f.unit), spread, f.target, f.status))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"({len(passes)} passes, each running the scenarios in order)")
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def render_table(results: Results) -> str:
     """The terminal table: figure, value, target, met/missed; then each scenario's notes."""
     rows = [("figure", "value", "target", "")]
@@ -167,6 +231,28 @@ def _first_value(path: Path, key: str) -> str | None:
     except OSError:
         return None
     return None
+
+
+def summary_json(passes: Sequence[Results], options: Mapping[str, Any]) -> dict[str, Any]:
+    """`--repeat`'s JSON: the summary figures, and every pass as `to_json` writes it."""
+    return {
+        "machine": machine(),
+        "options": dict(options),
+        "figures": [
+            {
+                "name": s.figure.name,
+                "value": s.figure.value,
+                "low": s.low,
+                "high": s.high,
+                "passes": s.passes,
+                "unit": s.figure.unit,
+                "target": s.figure.target or None,
+                "status": s.figure.status or None,
+            }
+            for s in summarize(passes)
+        ],
+        "passes": [to_json(results, options) for results in passes],
+    }
 
 
 def to_json(results: Results, options: Mapping[str, Any]) -> dict[str, Any]:
