@@ -227,6 +227,17 @@ def batch_message_id(event_id: str, number: int = 0) -> str:
     return f"batch.{event_id}" if number == 0 else f"batch.{event_id}.{number}"
 
 
+def delivery_count(message: ConsumedMessage) -> int:
+    """How many deliveries `deliveries_of` will find (at most; a repeated id counts twice),
+    read without building them."""
+    listed = (message.headers or {}).get(H_SUBSCRIPTIONS)
+    if listed is None:
+        return 1
+    if isinstance(listed, bytes):
+        listed = listed.decode()
+    return max(1, len(str(listed).split()))
+
+
 def deliveries_of(message: ConsumedMessage) -> list[DeliveryMessage]:
     """The deliveries one consumed message carries.
 

@@ -63,3 +63,60 @@ class Slots:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class Budget:
+    """Units (deliveries in hand) taken and given back in amounts, first come first served.
+
+    Prefetch counts messages, and a batch message carries up to an event's matches (a
+    thousand, say): without a bound on deliveries, 1,024 prefetched batches could put a
+    million deliveries, each a coroutine, in memory at once. A message waits here before it is
+    expanded, holding only its unacked body. An amount larger than the whole budget takes
+    all of it (it waits until every other holder is done), so no message waits forever.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("the budget must hold at least one unit")
+        self._size = size
+        self._free = size
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    async def acquire(self, amount: int) -> int:
+        """Take `amount` units (at most the whole budget); returns what was taken, to be
+        given back with `release`."""
+        amount = max(1, min(amount, self._size))
+        if not self._waiters and self._free >= amount:
+            self._free -= amount
+            return amount
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((amount, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(amount)  # granted, then cancelled before it resumed
+            else:
+                self._grant()  # it may have been the one the others waited behind
+            raise
+        return amount
+
+    def release(self, amount: int) -> None:
+        self._free += amount
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters:
+            amount, waiter = self._waiters[0]
+            if waiter.done():
+                self._waiters.popleft()
+                continue
+            if amount > self._free:
+                return
+            self._waiters.popleft()
+            self._free -= amount
+            waiter.set_result(None)

@@ -36,12 +36,12 @@ from services.sender.failures import FailureCounts
 from services.sender.limits import TargetLimits
 from services.sender.park import Parking
 from services.sender.requeue import Requeue, deferrals_of
-from services.sender.slots import Slots
+from services.sender.slots import Budget, Slots
 from shared import metrics
 from shared.acks import BatchAcker, Ticket
 from shared.errors import TRANSIENT_ERRORS
 from shared.logging import get_logger
-from shared.models import DeliveryMessage, deliveries_of
+from shared.models import DeliveryMessage, deliveries_of, delivery_count
 from shared.retry import RetrySchedule
 from shared.runtime import drain_tasks
 from shared.secretbox import SecretBox
@@ -79,6 +79,7 @@ class DeliveryWorker:
         settings = parts.settings
         self._schedule = RetrySchedule(settings.retry_delays)
         self._slots = Slots(settings.sender_concurrency)
+        self._in_hand = Budget(settings.sender_max_in_hand)
         # Only attempts that ran for half the timeout or more make a target look stuck.
         self._limits = TargetLimits(
             settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
@@ -207,19 +208,25 @@ class DeliveryWorker:
         await self._parking.close()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
+        # Deliveries in hand are bounded (`Budget`): a message is expanded only once its
+        # deliveries fit, and until then holds just its unacked body.
+        taken = await self._in_hand.acquire(delivery_count(message))
         try:
-            deliveries = deliveries_of(message)
-        except ValueError as exc:
-            log.error("malformed_delivery_dead_lettered", error=str(exc))
-            await self._p.requeue.dead_raw(
-                dict(message.headers or {}), message.body, f"malformed: {exc}"
-            )
-            metrics.DEAD_LETTERED.inc()
-            return
-        if len(deliveries) == 1:
-            await self._deliver(deliveries[0], deferrals_of(message.headers))
-        else:
-            await self._deliver_batch(deliveries, redelivered=bool(message.redelivered))
+            try:
+                deliveries = deliveries_of(message)
+            except ValueError as exc:
+                log.error("malformed_delivery_dead_lettered", error=str(exc))
+                await self._p.requeue.dead_raw(
+                    dict(message.headers or {}), message.body, f"malformed: {exc}"
+                )
+                metrics.DEAD_LETTERED.inc()
+                return
+            if len(deliveries) == 1:
+                await self._deliver(deliveries[0], deferrals_of(message.headers))
+            else:
+                await self._deliver_batch(deliveries, redelivered=bool(message.redelivered))
+        finally:
+            self._in_hand.release(taken)
 
     async def _deliver_batch(self, deliveries: list[DeliveryMessage], *, redelivered: bool) -> None:
         """Deliver the deliveries of one batch message concurrently, each on its own terms

@@ -260,3 +260,27 @@ async def test_a_delivery_of_a_batch_deferred_for_its_busy_target_is_marked_on_i
     assert (row["status"], row["attempts"]) == ("pending", 0)
     assert row["next_attempt_at"] is not None
     assert [r.headers["webhook-id"] for r in busy.requests] == [first.event_id, second.event_id]
+
+
+async def test_batches_larger_than_the_in_hand_budget_are_all_delivered(
+    settings: Settings,
+) -> None:
+    receiver = Receiver(Answer(200))
+    async with (
+        variant(settings, sender_max_in_hand=3) as small,
+        receiver.running(),
+        database(small) as conn,
+        sender_running(small),
+    ):
+        subs = [(await insert_subscription(conn, receiver.url(f"/s{i}")))[0] for i in range(5)]
+        big = await _event_for(conn, subs)
+        pair = await _event_for(conn, subs[:2])
+        await _publish_batch(small, big, subs)
+        await _publish_batch(small, pair, subs[:2])
+        for event, targets in ((big, subs), (pair, subs[:2])):
+            for sub_id in targets:
+                await wait_for_status(conn, delivery_id(event.event_id, sub_id), "succeeded")
+        await asyncio.sleep(0.3)
+
+    ids = sorted(r.headers["webhook-id"] for r in receiver.requests)
+    assert ids == sorted([big.event_id] * 5 + [pair.event_id] * 2)
