@@ -234,7 +234,7 @@ def delivery_count(message: ConsumedMessage) -> int:
     if listed is None:
         return 1
     if isinstance(listed, bytes):
-        listed = listed.decode()
+        listed = listed.decode(errors="replace")  # only counted; `deliveries_of` judges it
     return max(1, len(str(listed).split()))
 
 

@@ -80,6 +80,8 @@ class DeliveryWorker:
         self._schedule = RetrySchedule(settings.retry_delays)
         self._slots = Slots(settings.sender_concurrency)
         self._in_hand = Budget(settings.sender_max_in_hand)
+        self._budget_waiters: set[asyncio.Task[None]] = set()
+        """Handlers still waiting for room in `_in_hand`: nothing done yet."""
         # Only attempts that ran for half the timeout or more make a target look stuck.
         self._limits = TargetLimits(
             settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
@@ -201,6 +203,10 @@ class DeliveryWorker:
         # Let handler tasks the consumer created just before it was cancelled start (and
         # register), so they are waited for too.
         await asyncio.sleep(0)
+        # Those still waiting for room have done nothing: leave them unacked for the next
+        # sender rather than start them now and cut them off at the end of the grace.
+        for task in list(self._budget_waiters):
+            task.cancel()
         cancelled = await drain_tasks(self._tasks, grace_s)
         if cancelled:
             log.warning("deliveries_abandoned_at_shutdown", count=cancelled)
@@ -210,8 +216,19 @@ class DeliveryWorker:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         # Deliveries in hand are bounded (`Budget`): a message is expanded only once its
         # deliveries fit, and until then holds just its unacked body.
-        taken = await self._in_hand.acquire(delivery_count(message))
+        task = asyncio.current_task()
+        if task is not None:
+            self._budget_waiters.add(task)
         try:
+            taken = await self._in_hand.acquire(delivery_count(message))
+        finally:
+            if task is not None:
+                self._budget_waiters.discard(task)
+        try:
+            if message.channel.is_closed:
+                # Its channel was lost while it waited: the broker hands it out again (as
+                # redelivered, so what was done is checked then). Nothing to do here.
+                return
             try:
                 deliveries = deliveries_of(message)
             except ValueError as exc:

@@ -13,8 +13,10 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from services.fanout.publisher import DeliveryPublisher
+from services.sender.app import run as run_sender
 from shared.ids import delivery_id, new_id
 from shared.models import H_DELIVERY_ID, H_ERROR, EventMessage, webhook_body
+from shared.runtime import serve
 from shared.secretbox import new_key
 from shared.settings import Settings
 from shared.topology import Topology
@@ -24,6 +26,7 @@ from tests.integration.test_sender_harness import (
     Receiver,
     attempts_of,
     database,
+    insert_delivery,
     insert_subscription,
     publish,
     queue_depths,
@@ -284,3 +287,33 @@ async def test_batches_larger_than_the_in_hand_budget_are_all_delivered(
 
     ids = sorted(r.headers["webhook-id"] for r in receiver.requests)
     assert ids == sorted([big.event_id] * 5 + [pair.event_id] * 2)
+
+
+async def test_on_sigterm_messages_still_waiting_for_room_are_left_for_the_next_sender(
+    settings: Settings,
+) -> None:
+    release = asyncio.Event()
+    receiver = Receiver(Answer(200, hold=release))
+    small = settings.model_copy(update={"sender_max_in_hand": 1, "shutdown_grace": 5.0})
+    async with receiver.running(), database(small) as conn:
+        sub_id, _ = await insert_subscription(conn, receiver.url())
+        messages = [await insert_delivery(conn, sub_id) for _ in range(3)]
+        stop = asyncio.Event()
+        service = asyncio.create_task(serve(small, "sender", [("sender", run_sender)], stop=stop))
+        await publish(small, *messages)
+        await receiver.wait_for(1)  # the first holds the only unit; two wait for room
+        stop.set()
+        await asyncio.sleep(0.2)
+        release.set()  # the first finishes within the grace and frees its unit
+        assert await asyncio.wait_for(service, 30) == 0
+        await asyncio.sleep(0.5)
+        depths = await queue_depths(small)
+        first = await conn.fetchval(
+            "SELECT status FROM deliveries WHERE id = $1", messages[0].delivery_id
+        )
+
+    # The two that never started were not started during the shutdown: they wait in the
+    # queue, untouched, for the next sender.
+    assert len(receiver.requests) == 1
+    assert first == "succeeded"
+    assert depths[Topology(small.namespace, small.retry_delays).deliveries_queue.name] == 2

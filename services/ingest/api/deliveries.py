@@ -100,6 +100,9 @@ async def _publish_all(ctx: ApiContext, resends: list[Resend]) -> None:
             *(ctx.publisher.publish_delivery(_message(r)) for r in chunk), return_exceptions=True
         )
         failures = [r for r in results if isinstance(r, BaseException)]
+        sent = [r for r, res in zip(chunk, results, strict=True) if res is None]
+        if sent:
+            await store.mark_handed_on(ctx.pool, sent)
         if failures:
             unsent = [r for r, res in zip(chunk, results, strict=True) if res is not None]
             await store.restore(ctx.pool, unsent + resends[start + _PUBLISH_CHUNK :])

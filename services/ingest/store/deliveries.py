@@ -31,24 +31,27 @@ WHERE d.subscription_id = $1
 ORDER BY d.created_at DESC, d.id DESC LIMIT $5
 """
 _FOR_RETRY = """
-SELECT d.id, d.status, d.next_attempt_at, d.subscription_id, s.deleted_at,
+SELECT d.id, d.status, d.subscription_id, s.deleted_at,
        e.id AS event_id, e.type, e.data, e.created_at
 FROM deliveries d JOIN events e ON e.id = d.event_id
 JOIN subscriptions s ON s.id = d.subscription_id
 WHERE d.id = $1 FOR UPDATE OF d
 """
-_SET_STATUS = (
-    "UPDATE deliveries SET status = $2, updated_at = now(),"
-    " next_attempt_at = CASE WHEN $2 = 'pending' THEN now() ELSE next_attempt_at END"
-    " WHERE id = ANY($1::text[])"
-)
+_SET_STATUS = "UPDATE deliveries SET status = $2, updated_at = now() WHERE id = ANY($1::text[])"
+# Only once the copy is confirmed: a sender handed a batch message again leaves out a
+# delivery with `next_attempt_at` set, trusting that a copy of it travels on its own.
+_HANDED_ON = """
+UPDATE deliveries SET next_attempt_at = now(), updated_at = now()
+WHERE id = ANY($1::text[]) AND status = 'pending'
+"""
+# Only rows still as `mark_*` left them: a sender may have settled one meanwhile.
 _RESTORE = """
-UPDATE deliveries d SET status = u.status, next_attempt_at = u.next_attempt_at, updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(id, status, next_attempt_at)
-WHERE d.id = u.id
+UPDATE deliveries d SET status = u.status, updated_at = now()
+FROM unnest($1::text[], $2::text[]) AS u(id, status)
+WHERE d.id = u.id AND d.status = 'pending'
 """
 _RECOVER = """
-UPDATE deliveries d SET status = 'pending', next_attempt_at = now(), updated_at = now()
+UPDATE deliveries d SET status = 'pending', updated_at = now()
 FROM events e
 WHERE e.id = d.event_id AND d.subscription_id = $1 AND d.status = 'failed'
   AND d.created_at >= $2
@@ -67,17 +70,9 @@ class Resend:
     data: dict[str, Any]
     created_at: datetime
     previous_status: str
-    previous_next_attempt_at: datetime | None = None
-    """Put back with the status when the re-send could not be published: a sender tells by
-    it whether a delivery of a batch message already travels on its own."""
 
     @classmethod
-    def from_row(
-        cls,
-        row: asyncpg.Record,
-        previous_status: str,
-        previous_next_attempt_at: datetime | None = None,
-    ) -> Resend:
+    def from_row(cls, row: asyncpg.Record, previous_status: str) -> Resend:
         return cls(
             delivery_id=row["id"],
             subscription_id=row["subscription_id"],
@@ -86,7 +81,6 @@ class Resend:
             data=row["data"],
             created_at=row["created_at"],
             previous_status=previous_status,
-            previous_next_attempt_at=previous_next_attempt_at,
         )
 
 
@@ -126,7 +120,7 @@ async def mark_for_retry(pool: asyncpg.Pool, delivery_id: str) -> Resend:
         if row["deleted_at"] is not None:
             raise Conflict(f"the subscription of delivery {delivery_id} was deleted")
         await conn.execute(_SET_STATUS, [delivery_id], "pending")
-    return Resend.from_row(row, row["status"], row["next_attempt_at"])
+    return Resend.from_row(row, row["status"])
 
 
 async def mark_recovered(pool: asyncpg.Pool, subscription_id: str, since: datetime) -> list[Resend]:
@@ -137,12 +131,16 @@ async def mark_recovered(pool: asyncpg.Pool, subscription_id: str, since: dateti
 
 
 async def restore(pool: asyncpg.Pool, resends: list[Resend]) -> None:
-    """Undo `mark_*` for deliveries whose message could not be published: status and
-    `next_attempt_at` as they were."""
+    """Undo `mark_*` for deliveries whose message could not be published (those a sender
+    settled meanwhile stay as the sender left them)."""
     async with transaction(pool) as conn:
         await conn.execute(
-            _RESTORE,
-            [r.delivery_id for r in resends],
-            [r.previous_status for r in resends],
-            [r.previous_next_attempt_at for r in resends],
+            _RESTORE, [r.delivery_id for r in resends], [r.previous_status for r in resends]
         )
+
+
+async def mark_handed_on(pool: asyncpg.Pool, resends: list[Resend]) -> None:
+    """Record that a confirmed copy of each of these deliveries is on its way (see
+    `_HANDED_ON`)."""
+    async with transaction(pool) as conn:
+        await conn.execute(_HANDED_ON, [r.delivery_id for r in resends])
