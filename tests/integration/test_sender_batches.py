@@ -317,3 +317,26 @@ async def test_on_sigterm_messages_still_waiting_for_room_are_left_for_the_next_
     assert len(receiver.requests) == 1
     assert first == "succeeded"
     assert depths[Topology(small.namespace, small.retry_delays).deliveries_queue.name] == 2
+
+
+async def test_no_more_deliveries_in_hand_than_the_budget(settings: Settings) -> None:
+    release = asyncio.Event()
+    receiver = Receiver(Answer(200, hold=release))
+    async with (
+        variant(settings, sender_max_in_hand=2) as small,
+        receiver.running(),
+        database(small) as conn,
+        sender_running(small),
+    ):
+        subs = [(await insert_subscription(conn, receiver.url(f"/s{i}")))[0] for i in range(5)]
+        messages = [await insert_delivery(conn, sub) for sub in subs]
+        await publish(small, *messages)
+        await receiver.wait_for(2)
+        await asyncio.sleep(0.5)  # room for a third to arrive if it could
+        held = len(receiver.requests)
+        release.set()
+        for msg in messages:
+            await wait_for_status(conn, msg.delivery_id, "succeeded")
+
+    assert held == 2
+    assert len(receiver.requests) == 5
