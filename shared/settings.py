@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     sender_per_target_concurrency: int = Field(32, ge=1)
     """Attempts in flight to one subscription, so a slow receiver cannot hold all of them."""
     sender_prefetch: int = Field(1024, ge=1)
-    sender_max_in_hand: int = Field(8192, ge=1)
+    sender_max_in_hand: int = Field(16384, ge=1)
     """Deliveries a sender holds expanded at once (a batch message carries an event's
     matches); messages beyond wait, unexpanded, in the prefetch window."""
     fanout_prefetch: int = Field(256, ge=1)
