@@ -315,20 +315,29 @@ class DeliveryWorker:
         sub = await self._subscription(msg.subscription_id)
         if sub is None or not sub.enabled:
             await self._cancel(msg, deleted=sub is None)
-        elif not self._limits.try_acquire(sub.id):
+            return
+        # The global slot first, then the target's: a delivery waiting for a global slot
+        # must not count against its target's share, or a long queue of healthy deliveries
+        # would make their own target refuse (and defer) the rest.
+        async with self._slots:
+            if not self._limits.try_acquire(sub.id):
+                refused = True
+            else:
+                refused = False
+                took_s = 0.0
+                try:
+                    result, started_at = await self._attempt(msg, sub)
+                    took_s = result.duration_s
+                finally:
+                    self._limits.release(sub.id, took_s)
+        if refused:
             stuck_s = self._limits.stuck_for(sub.id)
             await self._defer(msg, deferrals + 1, stuck_s, mark=in_batch)
             self._parking.stuck(sub, stuck_s)
-        else:
-            took_s = 0.0
-            try:
-                result, started_at = await self._attempt(msg, sub)
-                took_s = result.duration_s
-            finally:
-                self._limits.release(sub.id, took_s)
-            if took_s < self._p.settings.delivery_timeout / 2:
-                self._parking.quick(sub)
-            await self._settle(msg, sub, result, started_at)
+            return
+        if took_s < self._p.settings.delivery_timeout / 2:
+            self._parking.quick(sub)
+        await self._settle(msg, sub, result, started_at)
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:
         sub = self._p.cache.get(subscription_id)
@@ -374,21 +383,21 @@ class DeliveryWorker:
     async def _attempt(
         self, msg: DeliveryMessage, sub: Subscription
     ) -> tuple[AttemptResult, datetime]:
+        """One POST; the caller holds a global slot and one of the target's."""
         settings = self._p.settings
-        async with self._slots:
-            metrics.INFLIGHT_ATTEMPTS.inc()
-            try:
-                started_at = datetime.now(UTC)
-                result = await client.post(
-                    self._p.session,
-                    sub.url,
-                    client.webhook_headers(msg, sub, started_at),
-                    msg.body,
-                    body_cap=settings.response_body_cap,
-                    timeout_s=settings.delivery_timeout,
-                )
-            finally:
-                metrics.INFLIGHT_ATTEMPTS.dec()
+        metrics.INFLIGHT_ATTEMPTS.inc()
+        try:
+            started_at = datetime.now(UTC)
+            result = await client.post(
+                self._p.session,
+                sub.url,
+                client.webhook_headers(msg, sub, started_at),
+                msg.body,
+                body_cap=settings.response_body_cap,
+                timeout_s=settings.delivery_timeout,
+            )
+        finally:
+            metrics.INFLIGHT_ATTEMPTS.dec()
         return result, started_at
 
     async def _settle(

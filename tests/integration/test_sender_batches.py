@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 from services.fanout.publisher import DeliveryPublisher
 from services.sender.app import run as run_sender
 from shared.ids import delivery_id, new_id
+from shared.metrics import REGISTRY
 from shared.models import H_DELIVERY_ID, H_ERROR, EventMessage, webhook_body
 from shared.runtime import serve
 from shared.secretbox import new_key
@@ -340,3 +341,35 @@ async def test_no_more_deliveries_in_hand_than_the_budget(settings: Settings) ->
 
     assert held == 2
     assert len(receiver.requests) == 5
+
+
+async def test_deliveries_waiting_for_a_global_slot_do_not_count_against_their_target(
+    settings: Settings,
+) -> None:
+    # One global slot, one per target: while a slow attempt holds the global slot, a
+    # healthy target's deliveries queue for it; none of them is refused by its own target.
+    release = asyncio.Event()
+    slow = Receiver(Answer(200, hold=release))
+    healthy = Receiver(Answer(200))
+    deferred = REGISTRY.get_sample_value("hookline_deliveries_deferred_total") or 0.0
+    async with (
+        variant(settings, sender_concurrency=1, sender_per_target_concurrency=1) as tight,
+        slow.running(),
+        healthy.running(),
+        database(tight) as conn,
+        sender_running(tight),
+    ):
+        slow_sub, _ = await insert_subscription(conn, slow.url())
+        healthy_sub, _ = await insert_subscription(conn, healthy.url())
+        first = await insert_delivery(conn, slow_sub)
+        await publish(tight, first)
+        await slow.wait_for(1)
+        waiting = [await insert_delivery(conn, healthy_sub) for _ in range(3)]
+        await publish(tight, *waiting)
+        await asyncio.sleep(0.5)
+        release.set()
+        for msg in (first, *waiting):
+            await wait_for_status(conn, msg.delivery_id, "succeeded")
+
+    assert (REGISTRY.get_sample_value("hookline_deliveries_deferred_total") or 0.0) == deferred
+    assert len(healthy.requests) == 3
