@@ -316,28 +316,37 @@ class DeliveryWorker:
         if sub is None or not sub.enabled:
             await self._cancel(msg, deleted=sub is None)
             return
-        # The global slot first, then the target's: a delivery waiting for a global slot
-        # must not count against its target's share, or a long queue of healthy deliveries
-        # would make their own target refuse (and defer) the rest.
-        async with self._slots:
-            if not self._limits.try_acquire(sub.id):
-                refused = True
-            else:
-                refused = False
-                took_s = 0.0
-                try:
-                    result, started_at = await self._attempt(msg, sub)
-                    took_s = result.duration_s
-                finally:
-                    self._limits.release(sub.id, took_s)
-        if refused:
+        attempted = await self._try_attempt(msg, sub)
+        if attempted is None:
             stuck_s = self._limits.stuck_for(sub.id)
             await self._defer(msg, deferrals + 1, stuck_s, mark=in_batch)
             self._parking.stuck(sub, stuck_s)
             return
-        if took_s < self._p.settings.delivery_timeout / 2:
+        result, started_at = attempted
+        if result.duration_s < self._p.settings.delivery_timeout / 2:
             self._parking.quick(sub)
         await self._settle(msg, sub, result, started_at)
+
+    async def _try_attempt(
+        self, msg: DeliveryMessage, sub: Subscription
+    ) -> tuple[AttemptResult, datetime] | None:
+        """POST holding a global slot and one of the target's share; None when the target
+        already holds its share.
+
+        The global slot first: a delivery waiting for a global slot must not count against
+        its target's share, or a long queue of healthy deliveries would make their own target
+        refuse (and defer) the rest.
+        """
+        async with self._slots:
+            if not self._limits.try_acquire(sub.id):
+                return None
+            took_s = 0.0
+            try:
+                result, started_at = await self._attempt(msg, sub)
+                took_s = result.duration_s
+            finally:
+                self._limits.release(sub.id, took_s)
+        return result, started_at
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:
         sub = self._p.cache.get(subscription_id)
