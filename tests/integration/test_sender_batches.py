@@ -100,7 +100,7 @@ async def test_a_failing_subscription_of_a_batch_is_retried_alone(settings: Sett
     flaky = Receiver(Answer(500), Answer(200))
     healthy = Receiver(Answer(200))
     async with flaky.running(), healthy.running(), database(settings) as conn:
-        flaky_sub, _ = await insert_subscription(conn, flaky.url())
+        flaky_sub, flaky_secret = await insert_subscription(conn, flaky.url())
         healthy_subs = [(await insert_subscription(conn, healthy.url()))[0] for _ in range(2)]
         event = await _event_for(conn, [flaky_sub, *healthy_subs])
         async with sender_running(settings):
@@ -116,6 +116,11 @@ async def test_a_failing_subscription_of_a_batch_is_retried_alone(settings: Sett
     assert [(a["attempt"], a["status_code"]) for a in attempts] == [(1, 500), (2, 200)]
     assert len(flaky.requests) == 2
     assert len(healthy.requests) == 2  # one each, not sent again with the retry
+    # The retry is the same webhook: same id, same body, signed anew.
+    for request in (*flaky.requests, *healthy.requests):
+        assert request.headers["webhook-id"] == event.event_id
+        assert request.body == event.body
+    Webhook(flaky_secret).verify(flaky.requests[1].body, flaky.requests[1].headers)
 
 
 async def test_a_hanging_subscription_of_a_batch_does_not_hold_the_others(
