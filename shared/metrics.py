@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_* (CPU seconds, resident memory, open fds, start time; Linux) and python_gc_*.
+ProcessCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 
 _LATENCY_BUCKETS_S = (
     0.005,
@@ -111,5 +121,18 @@ HTTP_REQUESTS = Counter(
     "hookline_api_requests_total",
     "API requests, by route and status.",
     ["route", "status"],
+    registry=REGISTRY,
+)
+API_REQUEST_DURATION = Histogram(
+    "hookline_api_request_duration_seconds",
+    "Time to answer an API request, by route.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "hookline_build_info",
+    "1 per running service process, labelled with what it runs.",
+    ["service", "version"],
     registry=REGISTRY,
 )

@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.logging import configure_logging, get_logger
 from shared.ops import Readiness, ops_app, start_site
+from shared.sampler import sampler
 from shared.settings import Settings
 
 Component = Callable[[Settings, asyncio.Event, Readiness], Coroutine[Any, Any, None]]
@@ -47,6 +48,7 @@ async def serve(
     port = settings.metrics_port_for(service)
     runner = await start_site(ops_app(readiness), settings.metrics_host, port)
     log.info("service_starting", service=service, metrics_port=port)
+    components = [*components, sampler(service)]  # backlog metrics (shared.sampler)
     tasks = [
         asyncio.create_task(component(settings, stop, readiness.scope(name)), name=name)
         for name, component in components

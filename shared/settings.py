@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     response_body_cap: SizeBytes = 4096
     shutdown_grace: DurationS = 10.0
     db_pool_size: int = Field(10, ge=1)
+    metrics_sample_interval: DurationS = Field(10.0, ge=0)
+    """How often one process of the deployment samples queue depths and pending work
+    (`shared.sampler`); 0 turns the sampler off in this process."""
 
     @field_validator("api_tokens", "allowed_target_networks", mode="before")
     @classmethod

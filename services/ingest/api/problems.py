@@ -7,6 +7,7 @@ request can see anything but `application/problem+json` on failure, and never a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -23,7 +24,7 @@ from shared.errors import (
     StorageUnavailable,
 )
 from shared.logging import get_logger
-from shared.metrics import HTTP_REQUESTS
+from shared.metrics import API_REQUEST_DURATION, HTTP_REQUESTS
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -128,6 +129,7 @@ def _route_name(request: web.Request) -> str:
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render every error as problem details, and count requests by route and status."""
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -136,5 +138,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = problem_response(_translate(exc))
     except Exception as exc:
         response = problem_response(_translate(exc))
-    HTTP_REQUESTS.labels(_route_name(request), str(response.status)).inc()
+    route = _route_name(request)
+    HTTP_REQUESTS.labels(route, str(response.status)).inc()
+    API_REQUEST_DURATION.labels(route).observe(time.perf_counter() - started)
     return response
