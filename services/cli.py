@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from shared.durations import parse_duration_s
 from shared.runtime import Component
 
 
@@ -25,14 +26,23 @@ def _components(name: str) -> list[tuple[str, Component]]:
     return [(name, table[name])]
 
 
-def _migrate() -> int:
-    from shared.db import migrate
+def _migrate(args: argparse.Namespace) -> int:
+    from shared.db import migrate, migrate_when_reachable
+    from shared.errors import StorageUnavailable
     from shared.logging import configure_logging
     from shared.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    applied = asyncio.run(migrate(settings.database_url.get_secret_value()))
+    url = settings.database_url.get_secret_value()
+    try:
+        if args.wait:
+            applied = asyncio.run(migrate_when_reachable(url, args.timeout))
+        else:
+            applied = asyncio.run(migrate(url))
+    except StorageUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"migrations applied: {len(applied)}" + (f" ({', '.join(applied)})" if applied else ""))
     return 0
 
@@ -40,7 +50,18 @@ def _migrate() -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="create the database if missing, apply migrations")
+    migrate = commands.add_parser(
+        "migrate", help="create the database if missing, apply migrations"
+    )
+    migrate.add_argument(
+        "--wait",
+        action="store_true",
+        help="retry while Postgres does not answer yet (an init container beside a starting "
+        "database), up to --timeout",
+    )
+    migrate.add_argument(
+        "--timeout", type=parse_duration_s, default=300.0, help="with --wait (default 5m)"
+    )
     for name in ("ingest", "fanout", "sender"):
         commands.add_parser(name, help=f"run the {name} service in the foreground")
     commands.add_parser("all", help="run ingest, fanout and sender in one process")
@@ -59,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "migrate":
-        return _migrate()
+        return _migrate(args)
     if args.command == "dead":
         from services.sender.dead import main as dead_main
 

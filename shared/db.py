@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from importlib import resources
 from urllib.parse import urlsplit, urlunsplit
 
@@ -131,3 +133,36 @@ async def migrate(database_url: str) -> list[str]:
     finally:
         await conn.close()
     return applied
+
+
+_NOT_ANSWERING = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+"""What a database still starting (or not yet reachable) answers; anything else is final."""
+
+
+async def migrate_when_reachable(database_url: str, timeout_s: float) -> list[str]:
+    """`migrate`, retried while Postgres does not answer yet, for at most `timeout_s`.
+
+    For an init container started beside a database that is still coming up: connection
+    refused, DNS not resolving yet, "the database system is starting up". A wrong password
+    or a failing migration is not retried. Raises `StorageUnavailable` past the timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay_s = 0.5
+    while True:
+        try:
+            return await migrate(database_url)
+        except _NOT_ANSWERING as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() + delay_s > deadline:
+                raise StorageUnavailable(
+                    f"Postgres did not answer within {timeout_s:g}s: {error}"
+                ) from exc
+            log.info("database_not_answering", error=error, retry_in_s=delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
