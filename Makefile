@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 DEV_TOKEN := dev-token-change-me
 API_PORT := $(or $(HOOKLINE_API_PORT),8000)
 
-.PHONY: help install services migrate run lint typecheck test bench clean
+.PHONY: help install promtool services migrate run lint typecheck test bench clean
 
 help:
 	@echo "make run        install, start RabbitMQ and Postgres, migrate, run all services"
@@ -39,7 +39,20 @@ $(STAMP): pyproject.toml
 	  $(PYTHON) -m venv $(VENV); \
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(MAKE) --no-print-directory promtool
 	@touch $(STAMP)
+
+# promtool (Debian's `prometheus` package) checks and unit-tests deploy/prometheus/alerts.yaml.
+promtool:
+	@if ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "promtool is missing: installing Debian's prometheus package with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else \
+	    echo "error: promtool is missing; install it (Debian/Ubuntu: sudo apt-get install prometheus)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 services:
 	@scripts/ensure-services.sh
