@@ -22,14 +22,23 @@ def alerts() -> list[dict[str, Any]]:
     return [r for g in rules["groups"] for r in g["rules"]]
 
 
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+def promtool_path() -> str:
     found = shutil.which("promtool")
     assert found, (
         "promtool is missing: `make install` installs it as root (Debian package"
         " `prometheus`); otherwise `sudo apt-get install prometheus`"
     )
+    return found
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [found, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120, check=False
+        [promtool_path(), *args],
+        cwd=PROMETHEUS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,78 @@ def test_the_autoscalers_and_the_prometheus_rule_name_only_real_metrics() -> Non
     used = metric_names_in(" ".join(queries))
     assert used, "no metric found: the scan is broken"
     assert used <= exported_names(), f"unknown metrics: {sorted(used - exported_names())}"
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads((DEPLOY / "grafana" / "hookline.json").read_text())
+    return [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+
+
+def test_the_dashboard_shows_backlog_consumers_subscriptions_api_and_process() -> None:
+    used = metric_names_in(" ".join(dashboard_exprs()))
+    for name in (
+        "hookline_queue_messages_ready",
+        "hookline_queue_consumers",
+        "hookline_oldest_pending_delivery_age_seconds",
+        "hookline_subscriptions_failing",
+        "hookline_subscriptions_parked",
+        "hookline_api_requests_total",
+        "hookline_api_request_duration_seconds_bucket",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    ):
+        assert name in used, name
+
+
+def test_the_dashboard_works_without_namespace_and_pod_labels() -> None:
+    """Under Compose no series has `namespace` or `pod`: every selector on them must accept
+    their absence (a regex whose All is `.*`), and rates use Grafana's $__rate_interval."""
+    dashboard = json.loads((DEPLOY / "grafana" / "hookline.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    for expr in dashboard_exprs():
+        for label, matcher in re.findall(r"\b(namespace|pod)\s*(=~|!=|!~|=)", expr):
+            assert (label, matcher) == ("namespace", "=~"), expr
+        assert 'namespace=~"$namespace"' in expr or "hookline_build_info{namespace" in expr, expr
+        for window in re.findall(r"\[([^\]]+)\]", expr):
+            assert window == "$__rate_interval", expr
+    namespace = variables["namespace"]
+    assert namespace["includeAll"] and namespace["allValue"] == ".*"
+    assert namespace["current"]["value"] == ["$__all"]
+
+
+def test_the_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each query, with Grafana's variables given values."""
+    from tests.unit.test_alerts import promtool_path
+
+    rules = [
+        {
+            "record": f"dashboard:query{i}",
+            "expr": e.replace("$__rate_interval", "1m").replace("$namespace", ".*"),
+        }
+        for i, e in enumerate(dashboard_exprs())
+    ]
+    path = tmp_path / "dashboard.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run(
+        [promtool_path(), "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_provisions_prometheus_and_grafana_with_the_alerts_and_the_dashboard() -> None:
+    [compose] = documents(DEPLOY / "compose.yaml")
+    services = compose["services"]
+    prometheus = " ".join(services["prometheus"]["volumes"])
+    assert "./prometheus/alerts.yaml:/etc/prometheus/alerts.yaml" in prometheus
+    [config] = documents(DEPLOY / "prometheus" / "prometheus.yml")
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yaml"]
+    targets = {
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    }
+    for name in SERVICES:
+        port = services[name]["environment"]["HOOKLINE_METRICS_PORT"]
+        assert f"{name}:{port}" in targets
+    grafana = " ".join(services["grafana"]["volumes"])
+    assert "./grafana/hookline.json:/var/lib/grafana/dashboards/hookline.json" in grafana
+    [provider] = documents(DEPLOY / "grafana" / "provisioning" / "dashboards" / "hookline.yaml")
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
