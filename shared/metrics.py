@@ -136,3 +136,10 @@ BUILD_INFO = Gauge(
     ["service", "version"],
     registry=REGISTRY,
 )
+
+# Known label values start at 0: `rate` and `increase` then count a series' first events, and
+# an alert on "no events" sees a flat zero instead of no series at all.
+for _source in ("amqp", "http"):
+    EVENTS_INGESTED.labels(_source)
+for _reason in ("gone", "failing"):
+    SUBSCRIPTIONS_DISABLED.labels(_reason)
