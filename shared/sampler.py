@@ -42,7 +42,9 @@ SAMPLER_LOCK_KEY = 7214015
 Component = Callable[[Settings, asyncio.Event, Readiness], Coroutine[Any, Any, None]]
 
 _EXPECTED = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-_EXPECTED_AMQP = (aio_pika.exceptions.AMQPError,)
+# A channel or connection the broker closed under us raises ChannelInvalidStateError, a
+# RuntimeError rather than an AMQPError.
+_EXPECTED_AMQP = (aio_pika.exceptions.AMQPError, aio_pika.exceptions.ChannelInvalidStateError)
 
 
 def sampler(service: str) -> tuple[str, Component]:
@@ -64,7 +66,6 @@ def sampler(service: str) -> tuple[str, Component]:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await body
-            BACKLOG.reset()
 
     return "metrics-sampler", run
 
@@ -80,7 +81,6 @@ async def _sample_forever(settings: Settings) -> None:
             if error != last_error:
                 log.warning("metrics_sampler_failed", error=error)
             last_error = error
-        BACKLOG.reset()
         await asyncio.sleep(interval_s)
 
 
@@ -124,5 +124,8 @@ async def _sample_while_leading(
             BACKLOG.update(samples, await sample_database(conn))
             await asyncio.sleep(interval_s)
     finally:
+        # Only the leader touches the figures: a standby (another component of the same
+        # process in tests) must not clear them.
+        BACKLOG.reset()
         with contextlib.suppress(*_EXPECTED, *_EXPECTED_AMQP):
             await amqp.close()

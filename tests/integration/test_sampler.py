@@ -188,3 +188,36 @@ async def _standby_seen(settings: Settings, port: int) -> None:
     samples = await scrape(port)
     assert not any(name == "hookline_queue_messages_ready" for name, _ in samples)
     assert _age(samples) is None
+
+
+async def test_queues_not_declared_yet_are_left_out_and_the_rest_is_sampled(
+    settings: Settings,
+) -> None:
+    async with sampling(settings) as port:
+        got = await until(port, lambda s: _age(s) is not None)
+    assert _age(got) == 0
+    assert not any(name == "hookline_queue_messages_ready" for name, _ in got)
+    assert value(got, "hookline_metrics_sampler_leader") == 1
+
+
+async def test_the_sampler_survives_losing_its_database_session(settings: Settings) -> None:
+    """Its session killed (a failover, a restart), it reconnects, leads again and samples on;
+    the process it runs in never notices."""
+    admin = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        async with declared_topology(settings), sampling(settings) as port:
+            await until(port, lambda s: value(s, "hookline_metrics_sampler_leader") == 1)
+            killed_at = await admin.fetchval(
+                "SELECT extract(epoch FROM now())::float8 FROM (SELECT pg_terminate_backend(pid)"
+                " FROM pg_stat_activity WHERE application_name = 'hookline-metrics-sampler'"
+                " AND datname = current_database()) AS killed"
+            )
+            assert killed_at is not None, "no sampler session to kill"
+            await until(
+                port,
+                lambda s: (
+                    (value(s, "hookline_metrics_sampled_timestamp_seconds") or 0) > killed_at + 0.5
+                ),
+            )
+    finally:
+        await admin.close()
