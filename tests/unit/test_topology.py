@@ -50,3 +50,20 @@ def test_a_new_schedule_names_new_queues_instead_of_redeclaring_old_ones() -> No
     for name in old.keys() & new.keys():
         assert old[name] == new[name]
     assert "ns.retry.10s" in new and "ns.retry.10s" not in old
+
+
+def test_every_queue_has_a_kind_and_only_consumed_queues_are_work() -> None:
+    """The stalled-consumer alert selects kind="work": exactly the queues a service consumes."""
+    from shared.backlog import queue_kinds
+
+    topology = Topology("ns", (5.0, 300.0))
+    kinds = dict(queue_kinds(topology))
+    _, every = topology.everything()
+    assert set(kinds) == {q.name for q in every}
+    assert {name for name, kind in kinds.items() if kind == "work"} == {
+        "ns.ingest",
+        "ns.fanout",
+        "ns.deliveries",
+    }
+    assert kinds["ns.retry.5s"] == "retry" and kinds["ns.dead"] == "dead"
+    assert kinds["ns.ingest.rejected"] == kinds["ns.fanout.rejected"] == "rejected"
