@@ -234,3 +234,21 @@ def test_the_reference_backends_are_clustered_and_hookline_uses_quorum_queues() 
         pooler["spec"]["pgbouncer"]["parameters"]["default_pool_size"]
     )
     assert servers < int(cluster["spec"]["postgresql"]["parameters"]["max_connections"])
+
+
+def test_the_reference_overlay_lets_hookline_reach_only_its_own_backends() -> None:
+    [policy] = [
+        p
+        for p in objects("overlays/reference", "NetworkPolicy")
+        if p["metadata"]["name"] == "hookline-allow-backends"
+    ]
+    [rabbit] = objects("overlays/reference", "RabbitmqCluster")
+    [pooler] = objects("overlays/reference", "Pooler")
+    targets = {}
+    for rule in policy["spec"]["egress"]:
+        ports = tuple(p["port"] for p in rule["ports"])
+        assert "to" in rule, f"egress to any address on {ports}"
+        for peer in rule["to"]:
+            targets[ports] = peer.get("podSelector", {}).get("matchLabels", {})
+    assert targets[(5672,)] == {"app.kubernetes.io/name": rabbit["metadata"]["name"]}
+    assert targets[(5432,)] == {"cnpg.io/poolerName": pooler["metadata"]["name"]}
