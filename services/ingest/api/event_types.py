@@ -150,7 +150,7 @@ async def delete_event_type(call: Call) -> web.StreamResponse:
 ROUTES = [
     Route(
         "POST", "/v1/event-types", create_event_type, "Add an event type", TAG, 201, EventType,
-        body=EventTypeCreate, errors=(409,),
+        body=EventTypeCreate, errors=(409,), operator_only=True,
         response_headers={"Location": "The new event type's address."},
         links=("get_event_type", "update_event_type", "delete_event_type"), link_field="name",
     ),
@@ -165,10 +165,10 @@ ROUTES = [
     Route(
         "PATCH", "/v1/event-types/{name}", update_event_type,
         "Change an event type's description or schema", TAG, 200, EventType,
-        body=EventTypePatch, errors=(404,),
+        body=EventTypePatch, errors=(404,), operator_only=True,
     ),
     Route(
         "DELETE", "/v1/event-types/{name}", delete_event_type, "Remove an event type", TAG,
-        204, errors=(404,),
+        204, errors=(404,), operator_only=True,
     ),
 ]  # fmt: skip
