@@ -46,6 +46,6 @@ ROUTES = [
     Route(
         "POST", "/v1/subscriptions/{id}/test", send_test_event,
         "Send a `hookline.test` event to this subscription only", "subscriptions", 202,
-        Delivery, errors=(404,),
+        Delivery, errors=(404,), links=("get_delivery", "retry_delivery"),
     ),
 ]  # fmt: skip

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import orjson
 
 from services.ingest.store import transaction
 from services.ingest.store.deliveries import Resend
@@ -18,7 +17,7 @@ TEST_EVENT_TYPE = "hookline.test"
 
 _EVENT = """
 INSERT INTO events (id, type, data, tenant_id, source, dispatched_at)
-VALUES ($1, $2, $3::jsonb, $4, 'http', now()) RETURNING created_at
+VALUES ($1, $2, $3, $4, 'http', now()) RETURNING created_at
 """
 _DELIVERY = "INSERT INTO deliveries (id, event_id, subscription_id) VALUES ($1, $2, $3)"
 
@@ -37,9 +36,7 @@ async def create(
     Should the send fail, the delivery is restored to `failed`, so recovery can send it.
     """
     async with transaction(pool) as conn:
-        created_at = await conn.fetchval(
-            _EVENT, event_id, TEST_EVENT_TYPE, orjson.dumps(data).decode(), tenant_id
-        )
+        created_at = await conn.fetchval(_EVENT, event_id, TEST_EVENT_TYPE, data, tenant_id)
         await conn.execute(_DELIVERY, delivery_id, event_id, subscription_id)
     return Resend(
         delivery_id=delivery_id,

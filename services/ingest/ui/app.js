@@ -66,7 +66,7 @@ function identity() {
   if (session.kind === "operator") return h("span", { class: "who" }, h("span", { class: "dot" }), "Operator · all tenants");
   const minutes = Math.max(0, Math.round((new Date(session.expiresAt) - Date.now()) / 60000));
   const left = minutes >= 90 ? `${Math.round(minutes / 60)} h left` : `${minutes} min left`;
-  return h("span", { class: "who" }, h("span", { class: "dot" }), "Tenant ", h("strong", {}, session.tenantId), ` · ${left}`);
+  return h("span", { class: "who" }, h("span", { class: "dot" }), "Tenant ", h("strong", {}, session.tenantId), h("span", { class: "left" }, ` · ${left}`));
 }
 
 const NAV = [
