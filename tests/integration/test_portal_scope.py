@@ -58,7 +58,9 @@ async def test_24h_is_the_longest_ttl(api: Ingest) -> None:
 async def test_a_portal_token_cannot_create_or_revoke_sessions(api: Ingest, world: World) -> None:
     status, _ = await portal_call(api, world, "POST", "/v1/portal-sessions", {"tenant_id": "acme"})
     assert status == 403
-    status, _ = await portal_call(api, world, "DELETE", f"/v1/portal-sessions/{world.session['id']}")
+    status, _ = await portal_call(
+        api, world, "DELETE", f"/v1/portal-sessions/{world.session['id']}"
+    )
     assert status == 403
     status, _ = await portal_call(api, world, "GET", "/v1/whoami")
     assert status == 200

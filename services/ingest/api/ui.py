@@ -71,9 +71,7 @@ def add_ui_routes(app: web.Application, frame_ancestors: str) -> None:
             raise web.HTTPNotFound()
         body, content_type = found
         charset = None if content_type == "image/svg+xml" else "utf-8"
-        return web.Response(
-            body=body, content_type=content_type, charset=charset, headers=headers
-        )
+        return web.Response(body=body, content_type=content_type, charset=charset, headers=headers)
 
     async def to_slash(_: web.Request) -> web.Response:
         raise web.HTTPPermanentRedirect("/ui/")
