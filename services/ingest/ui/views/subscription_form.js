@@ -36,7 +36,20 @@ function typePicker(types, chosen) {
     t.schema ? h("details", { class: "schema" }, h("summary", {}, "Schema"), h("pre", { class: "code" }, pretty(t.schema))) : null)));
 }
 
-function showErrors(form, error) {
+const PATTERN_HELP = "not an event type or wildcard: lower-case words joined by dots (invoice.paid), a prefix wildcard (invoice.*) or *";
+
+// The API's message, made to read well next to its field.
+function fieldMessage(name, message, body, problem) {
+  const bare = message.replace(/^Value error, /, "");
+  const text = bare.charAt(0).toUpperCase() + bare.slice(1);
+  if (name !== "event_types" || !text.startsWith("String should match pattern")) return text;
+  const entry = (problem.errors || []).find((e) => e.field.startsWith("body.event_types."));
+  const index = Number(entry?.field.split(".")[2]);
+  const value = Number.isInteger(index) ? body.event_types[index] : null;
+  return value ? `“${value}” is ${PATTERN_HELP}.` : `One of them is ${PATTERN_HELP}.`;
+}
+
+function showErrors(form, error, body) {
   const fields = error.fields();
   const names = { url: "sub-url", description: "sub-description", event_types: "sub-patterns", tenant_id: "sub-tenant" };
   let first = null;
@@ -45,7 +58,7 @@ function showErrors(form, error) {
     const id = names[name];
     const slot = id && form.querySelector(`#${id}-error`);
     if (!slot) { rest.push(message); continue; }
-    slot.textContent = message;
+    slot.textContent = fieldMessage(name, message, body, error.problem);
     const input = form.querySelector(`#${id}`);
     input.setAttribute("aria-invalid", "true");
     first ??= input;
@@ -107,7 +120,7 @@ export async function renderSubscriptionForm(main, id) {
       location.hash = `#/subscriptions/${encodeURIComponent(saved.id)}`;
     } catch (error) {
       if (!(error instanceof ApiError) || error.status === 401) throw error;
-      showErrors(form, error);
+      showErrors(form, error, body);
     } finally {
       submit.disabled = false;
     }
