@@ -76,17 +76,28 @@ export function pretty(value) {
   return JSON.stringify(value, null, 2);
 }
 
+// A button whose action may fail: the failure is shown (a 401 signs out on its own), and
+// the button stays disabled while the action runs, so a double click does not do it twice.
 export function button(label, onClick, cls = "btn") {
-  return h("button", { type: "button", class: cls, onclick: onClick }, label);
+  const el = h("button", { type: "button", class: cls }, label);
+  el.addEventListener("click", async (event) => {
+    el.disabled = true;
+    try {
+      await onClick(event);
+    } catch (error) {
+      if (error?.status !== 401) toast(error?.message || String(error), "error");
+    } finally {
+      el.disabled = false;
+    }
+  });
+  return el;
 }
 
-let toastTimer;
 export function toast(message, kind = "ok") {
   const region = document.getElementById("toasts");
-  const item = h("div", { class: `toast toast-${kind}` }, message);
+  const item = h("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : null }, message);
   region.append(item);
-  clearTimeout(toastTimer);
-  setTimeout(() => item.remove(), 6000);
+  setTimeout(() => item.remove(), kind === "error" ? 10000 : 6000);
 }
 
 export function emptyState(title, text, ...actions) {

@@ -28,7 +28,11 @@ function secretCard(sub) {
   reveal.setAttribute("aria-controls", "secret-value");
   const copy = button("Copy", async () => {
     const fresh = await api("GET", path(sub.id));
-    await navigator.clipboard.writeText(fresh.secret);
+    try {
+      await navigator.clipboard.writeText(fresh.secret);
+    } catch {
+      throw new Error("This browser did not allow copying here: reveal the secret and copy it by hand.");
+    }
     toast("Secret copied.");
   });
   const rotate = button("Rotate…", async () => {
