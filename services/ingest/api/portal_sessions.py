@@ -30,9 +30,8 @@ MAX_TTL_S = 24 * 3600.0
 MIN_TTL_S = 1.0
 
 
-def _ttl_s(value: object) -> float:
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError("a duration such as 15m, 1h or 24h")
+def _ttl_s(value: str) -> float:
+    """Seconds of a `ttl`; ValueError (a 422 on `body.ttl`) outside 1s..24h."""
     seconds = parse_duration_s(value)
     if seconds < MIN_TTL_S:
         raise ValueError("at least 1s")
@@ -51,7 +50,11 @@ class PortalSessionCreate(BaseModel):
         DEFAULT_TTL, max_length=32, description="How long it works: `15m`, `1h`, at most `24h`."
     )
 
-    _ttl = field_validator("ttl")(lambda v: (_ttl_s(v), v)[1])
+    @field_validator("ttl")
+    @classmethod
+    def _valid_ttl(cls, value: str) -> str:
+        _ttl_s(value)
+        return value
 
 
 class PortalSession(BaseModel):

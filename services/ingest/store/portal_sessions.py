@@ -24,6 +24,9 @@ _LIVE = """
 SELECT id, tenant_id, expires_at FROM portal_sessions
 WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()
 """
+# Sessions are kept a week past their end (for whoever reads the table after an incident),
+# then removed whenever a new one is made, so the table stays small without a job of its own.
+_PRUNE = "DELETE FROM portal_sessions WHERE expires_at < now() - interval '7 days'"
 _REVOKE = """
 UPDATE portal_sessions SET revoked_at = COALESCE(revoked_at, now())
 WHERE id = $1 RETURNING tenant_id
@@ -48,6 +51,7 @@ async def create(
 ) -> asyncpg.Record:
     """Store a session expiring `ttl_s` from now; its id, tenant, created_at and expires_at."""
     async with connection(pool) as conn:
+        await conn.execute(_PRUNE)
         row = await conn.fetchrow(_INSERT, session_id, token_hash, tenant_id, created_by, ttl_s)
     assert row is not None
     return row
