@@ -217,3 +217,52 @@ async def test_an_expired_or_revoked_link_is_refused(stack: Stack, tmp_path: Pat
             await expect(page.get_by_role("navigation")).to_have_count(0)
             assert errors == []
             await page.close()
+
+
+async def test_a_tenant_edits_pauses_rotates_and_deletes_a_subscription(
+    stack: Stack, receiver: Receiver, tmp_path: Path
+) -> None:
+    tenant = new_tenant()
+    async with stack.api() as api:
+        sub = await create_subscription(api, receiver.url("/edit"), ["invoice.*"], tenant_id=tenant)
+    session = await _portal_session(stack, tenant)
+    token = {"Authorization": f"Bearer {session['token']}"}
+
+    async def stored() -> dict[str, Any]:
+        async with aiohttp.ClientSession(base_url=stack.api_url, headers=token) as api:
+            async with api.get(f"/v1/subscriptions/{sub['id']}") as answer:
+                assert answer.status == 200
+                found: dict[str, Any] = await answer.json()
+                return found
+
+    async with browser(tmp_path / "profile") as context:
+        page, _, errors = await new_page(context)
+        await page.goto(session["url"])
+        await page.get_by_role("link", name=sub["url"]).click()
+
+        await page.get_by_role("button", name="Disable").click()
+        await expect(page.locator(".meta")).to_contain_text("Disabled · paused")
+        assert (await stored())["disabled_reason"] == "manual"
+        # From the keyboard: focus the button and press Enter.
+        await page.get_by_role("button", name="Enable").focus()
+        await page.keyboard.press("Enter")
+        await expect(page.locator(".meta")).to_contain_text("Enabled")
+
+        await page.get_by_role("link", name="Edit").click()
+        await page.get_by_label("Description").fill("Invoices to the ledger")
+        await page.get_by_role("button", name="Save changes").click()
+        await expect(page.locator(".meta")).to_contain_text("Invoices to the ledger")
+        assert (await stored())["description"] == "Invoices to the ledger"
+
+        secret = page.locator("#secret-value")
+        await page.get_by_role("button", name="Reveal").click()
+        await expect(secret).to_have_text(sub["secret"])
+        await page.get_by_role("button", name="Rotate…").click()
+        await page.get_by_role("dialog").get_by_role("button", name="Rotate secret").click()
+        await expect(secret).not_to_have_text(sub["secret"])
+        assert await secret.text_content() == (await stored())["secret"]
+
+        await page.get_by_role("button", name="Delete…").click()
+        await page.get_by_role("dialog").get_by_role("button", name="Delete subscription").click()
+        await expect(page.get_by_text("No subscriptions yet")).to_be_visible()
+        assert errors == []
