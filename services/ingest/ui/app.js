@@ -18,7 +18,13 @@ const PORTAL_PREFIX = "hlp_";
 function takeKeyFromFragment() {
   const hash = location.hash;
   if (!hash.startsWith("#key=")) return false;
-  setToken(decodeURIComponent(hash.slice(5)));
+  let key = hash.slice(5);
+  try {
+    key = decodeURIComponent(key);
+  } catch {
+    // A mangled link: keep it as given, and let the API refuse it with a clear message.
+  }
+  setToken(key);
   // Out of the address bar and the history at once, so it is not copied along or shared.
   history.replaceState(null, "", `${location.pathname}#/subscriptions`);
   return true;
@@ -97,7 +103,14 @@ function signOut() {
 
 function parseRoute() {
   const [path, search] = location.hash.replace(/^#\/?/, "").split("?");
-  return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(search || "") };
+  const decode = (part) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part;
+    }
+  };
+  return { parts: path.split("/").filter(Boolean).map(decode), params: new URLSearchParams(search || "") };
 }
 
 async function route() {
