@@ -217,6 +217,13 @@ async def test_an_expired_or_revoked_link_is_refused(stack: Stack, tmp_path: Pat
             await expect(page.get_by_role("navigation")).to_have_count(0)
             assert errors == []
             await page.close()
+    revocations = [
+        line
+        for line in stack.log_lines()
+        if line.get("event") == "portal_session_revoked" and line.get("session_id") == revoked["id"]
+    ]
+    assert len(revocations) == 1 and revocations[0]["tenant_id"] == tenant
+    assert revocations[0]["operator"].startswith("sha256:")
 
 
 async def test_a_tenant_edits_pauses_rotates_and_deletes_a_subscription(
