@@ -22,7 +22,10 @@ help:
 	@echo "make bench      the benchmark (BENCH_ARGS='--events 5000 ...')"
 	@echo "make install | services | migrate | lint | typecheck | clean"
 
+# Debian's Chromium for the browser tests: apt-get installed when missing (as root), else a
+# clear error; Playwright never downloads a browser of its own.
 install: $(STAMP)
+	@scripts/ensure-chromium.sh
 
 # The stamp makes `install` a no-op until pyproject.toml changes.
 $(STAMP): pyproject.toml

@@ -21,6 +21,8 @@ Hookline is starting. In another terminal, try:
        -H 'Authorization: Bearer ${token}' -H 'Content-Type: application/json' \\
        -d '{"type": "invoice.paid", "data": {"invoice_id": "in_123", "amount": 990}}'
 
+  4. See it all in the web UI: open ${api}/ui/ and sign in with the token ${token}
+
 Metrics, health and readiness: http://127.0.0.1:${HOOKLINE_METRICS_PORT:-9100}/metrics, /healthz, /readyz
 Stop with Ctrl-C (in-flight work is drained first).
 

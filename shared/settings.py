@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     require_event_types: bool = False
     max_payload: SizeBytes = 256 * 1024
     secret_key: SecretStr | None = None
+    public_url: str | None = None
+    """Where users reach the API and UI (portal links); default `http://{api_host}:{api_port}`."""
+    ui_frame_ancestors: str = "'self'"
+    """CSP `frame-ancestors` of the UI: the origins allowed to embed the portal in an iframe."""
 
     # Beyond the contract: tuning knobs with defaults sized for one 2-core machine.
     sender_concurrency: int = Field(256, ge=1)
@@ -98,6 +102,11 @@ class Settings(BaseSettings):
     def _networks(cls, value: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
         return tuple(ipaddress.ip_network(str(net), strict=False) for net in value)
 
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _empty_public_url(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
     @field_validator("secret_key", mode="before")
     @classmethod
     def _empty_secret_key(cls, value: object) -> object:
@@ -113,6 +122,13 @@ class Settings(BaseSettings):
     def token_values(self) -> tuple[bytes, ...]:
         """API tokens as bytes, for constant-time comparison."""
         return tuple(t.get_secret_value().encode() for t in self.api_tokens)
+
+    @property
+    def public_base_url(self) -> str:
+        """`HOOKLINE_PUBLIC_URL` without a trailing slash, or the API's own address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.api_host}:{self.api_port}"
 
     @property
     def max_attempts(self) -> int:

@@ -7,20 +7,32 @@ from importlib.metadata import PackageNotFoundError, version
 import orjson
 from aiohttp import web
 
-from services.ingest.api import deliveries, event_types, events, subscriptions
+from services.ingest.api import (
+    deliveries,
+    event_list,
+    event_types,
+    events,
+    portal_sessions,
+    subscriptions,
+    test_events,
+)
 from services.ingest.api.auth import auth_middleware
 from services.ingest.api.context import CONTEXT, ApiContext
 from services.ingest.api.openapi import build_document
 from services.ingest.api.problems import problems_middleware
 from services.ingest.api.routing import Route, register
+from services.ingest.api.ui import add_ui_routes
 from shared.logging import get_logger
 from shared.ops import start_site
 
 ROUTES: list[Route] = [
     *subscriptions.ROUTES,
+    *test_events.ROUTES,
     *deliveries.ROUTES,
+    *event_list.ROUTES,
     *events.ROUTES,
     *event_types.ROUTES,
+    *portal_sessions.ROUTES,
 ]
 
 log = get_logger("api")
@@ -40,7 +52,7 @@ def openapi_document() -> dict[str, object]:
 def build_app(ctx: ApiContext) -> web.Application:
     """The API application; `ctx` gives handlers the pool, the publisher and the settings."""
     app = web.Application(
-        middlewares=[problems_middleware, auth_middleware(ctx.settings.token_values)],
+        middlewares=[problems_middleware, auth_middleware(ctx.settings.token_values, ctx.pool)],
         client_max_size=ctx.settings.max_payload,
     )
     app[CONTEXT] = ctx
@@ -51,6 +63,7 @@ def build_app(ctx: ApiContext) -> web.Application:
         return web.Response(body=document, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
+    add_ui_routes(app, ctx.settings.ui_frame_ancestors)
     return app
 
 
@@ -63,5 +76,10 @@ async def start_api(ctx: ApiContext) -> web.AppRunner:
             detail="HOOKLINE_API_TOKENS is empty: every /v1 request is refused with 503",
         )
     runner = await start_site(build_app(ctx), settings.api_host, settings.api_port)
-    log.info("api_started", host=settings.api_host, port=settings.api_port)
+    log.info(
+        "api_started",
+        host=settings.api_host,
+        port=settings.api_port,
+        ui=settings.public_base_url + "/ui/",
+    )
     return runner

@@ -18,8 +18,8 @@ from services.ingest.api.context import ApiContext
 from services.ingest.api.problems import invalid
 from services.ingest.api.routing import Call, Route, json_response
 from services.ingest.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
+from services.ingest.api.scope import check_delivery, visible_subscription
 from services.ingest.store import deliveries as store
-from services.ingest.store import subscriptions as subscription_store
 from services.ingest.store.deliveries import Resend
 from shared.errors import NotFound
 from shared.logging import get_logger
@@ -92,7 +92,7 @@ def _message(resend: Resend) -> DeliveryMessage:
     )
 
 
-async def _publish_all(ctx: ApiContext, resends: list[Resend]) -> None:
+async def publish_all(ctx: ApiContext, resends: list[Resend]) -> None:
     """Publish every resend (confirmed, a chunk at a time); restore the unsent on failure."""
     for start in range(0, len(resends), _PUBLISH_CHUNK):
         chunk = resends[start : start + _PUBLISH_CHUNK]
@@ -111,6 +111,7 @@ async def _publish_all(ctx: ApiContext, resends: list[Resend]) -> None:
 
 async def get_delivery(call: Call) -> web.StreamResponse:
     delivery_id = call.path("id")
+    await check_delivery(call, delivery_id)
     found = await store.get(call.ctx.pool, delivery_id)
     if found is None:
         raise NotFound(f"no delivery {delivery_id}")
@@ -131,8 +132,7 @@ async def list_deliveries(call: Call) -> web.StreamResponse:
             before = (datetime.fromisoformat(cursor[0]), cursor[1])
         except ValueError:
             raise invalid("query.cursor", "not a cursor this API returned") from None
-    if await subscription_store.get(call.ctx.pool, subscription_id) is None:
-        raise NotFound(f"no subscription {subscription_id}")
+    await visible_subscription(call, subscription_id)
     rows = await store.list_page(
         call.ctx.pool, subscription_id, status=query.status, before=before, limit=query.limit + 1
     )
@@ -146,8 +146,9 @@ async def list_deliveries(call: Call) -> web.StreamResponse:
 
 async def retry_delivery(call: Call) -> web.StreamResponse:
     delivery_id = call.path("id")
+    await check_delivery(call, delivery_id)
     resend = await store.mark_for_retry(call.ctx.pool, delivery_id)
-    await _publish_all(call.ctx, [resend])
+    await publish_all(call.ctx, [resend])
     log.info("delivery_retry_queued", delivery_id=delivery_id, event_id=resend.event_id)
     found = await store.get(call.ctx.pool, delivery_id)
     assert found is not None
@@ -157,10 +158,9 @@ async def retry_delivery(call: Call) -> web.StreamResponse:
 async def recover_subscription(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
     since = call.body_as(RecoverRequest).since
-    if await subscription_store.get(call.ctx.pool, subscription_id) is None:
-        raise NotFound(f"no subscription {subscription_id}")
+    await visible_subscription(call, subscription_id)
     resends = await store.mark_recovered(call.ctx.pool, subscription_id, since)
-    await _publish_all(call.ctx, resends)
+    await publish_all(call.ctx, resends)
     log.info("subscription_recovery_queued", subscription_id=subscription_id, queued=len(resends))
     return json_response(Recovered(queued=len(resends)), 202)
 

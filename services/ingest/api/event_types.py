@@ -20,7 +20,7 @@ from shared.errors import NotFound
 from shared.event_types import EventType as CatalogueEntry
 from shared.event_types import compile_schema, schema_error
 from shared.logging import get_logger
-from shared.models import EVENT_TYPE_PATTERN
+from shared.models import EVENT_TYPE_PATTERN, nul_path
 
 log = get_logger("api")
 
@@ -31,6 +31,10 @@ _SCHEMA_DOC = "A JSON Schema (2020-12 unless it names its `$schema`) that `data`
 
 def _valid_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
     if schema is not None:
+        # Postgres jsonb cannot hold a NUL character: a 422 here rather than a 500 at INSERT.
+        where = nul_path(schema, "schema")
+        if where is not None:
+            raise ValueError(f"must not contain a NUL character (\\u0000), found at {where}")
         error = schema_error(schema)
         if error is not None:
             raise ValueError(f"not a valid JSON Schema: {error}")
@@ -150,7 +154,7 @@ async def delete_event_type(call: Call) -> web.StreamResponse:
 ROUTES = [
     Route(
         "POST", "/v1/event-types", create_event_type, "Add an event type", TAG, 201, EventType,
-        body=EventTypeCreate, errors=(409,),
+        body=EventTypeCreate, errors=(409,), operator_only=True,
         response_headers={"Location": "The new event type's address."},
         links=("get_event_type", "update_event_type", "delete_event_type"), link_field="name",
     ),
@@ -165,10 +169,10 @@ ROUTES = [
     Route(
         "PATCH", "/v1/event-types/{name}", update_event_type,
         "Change an event type's description or schema", TAG, 200, EventType,
-        body=EventTypePatch, errors=(404,),
+        body=EventTypePatch, errors=(404,), operator_only=True,
     ),
     Route(
         "DELETE", "/v1/event-types/{name}", delete_event_type, "Remove an event type", TAG,
-        204, errors=(404,),
+        204, errors=(404,), operator_only=True,
     ),
 ]  # fmt: skip

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.ingest.api.problems import Problem
 from services.ingest.api.routing import Call, Route, json_response
+from services.ingest.api.scope import can_see
 from services.ingest.store import events as store
 from services.ingest.store.events import StoredEvent
 from services.ingest.validation import (
@@ -88,6 +89,8 @@ async def get_event(call: Call) -> web.StreamResponse:
     if found is None:
         raise NotFound(f"no event {event_id}")
     stored, deliveries = found
+    if not can_see(call, stored.tenant_id):
+        raise NotFound(f"no event {event_id}")
     detail = EventDetail.model_validate(
         {
             **_event(stored).model_dump(),
@@ -102,7 +105,7 @@ ROUTES = [
         "POST", "/v1/events", publish_event,
         "Publish an event: 202 when new, 200 with the first event for a known `id`",
         TAG, 202, Event, body=EventIn, also=(200,), links=("get_event",),
-        on_refused_body=_count_refused_body,
+        on_refused_body=_count_refused_body, operator_only=True,
     ),
     Route(
         "GET", "/v1/events/{id}", get_event, "Get an event and a summary of its deliveries",

@@ -102,6 +102,8 @@ def _operation(route: Route, refs: dict[SchemaKey, Any]) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     statuses = set(_ALWAYS) | set(route.errors)
+    if route.operator_only:
+        statuses.add(403)
     if route.body is not None:
         op["requestBody"] = {
             "required": route.body_required,

@@ -31,6 +31,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 _SLUGS = {
     400: "malformed-request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
     409: "conflict",

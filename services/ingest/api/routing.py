@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from services.ingest.api.auth import PRINCIPAL, Principal
 from services.ingest.api.context import CONTEXT, ApiContext
 from services.ingest.api.problems import Problem
 from services.ingest.validation import field_errors
@@ -41,6 +42,11 @@ class Call:
 
     def path(self, name: str) -> str:
         return self.request.match_info[name]
+
+    @property
+    def principal(self) -> Principal:
+        """Who is calling (set by the auth middleware on every `/v1` request)."""
+        return self.request[PRINCIPAL]
 
 
 RouteHandler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -72,6 +78,8 @@ class Route:
     """Operations whose path parameter is this response's `link_field` (OpenAPI links), so
     tools can chain create -> read -> change."""
     link_field: str = "id"
+    operator_only: bool = False
+    """Refused with 403 for a portal (tenant-scoped) token."""
     on_refused_body: Callable[[Problem], None] | None = None
     """Called with the problem (its `__cause__` pydantic's error, if any) when the request
     body is refused before the handler runs; e.g. to count rejected events."""
@@ -153,6 +161,8 @@ def _summary(errors: list[dict[str, str]]) -> str:
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         ctx = request.app[CONTEXT]
+        if route.operator_only and not request[PRINCIPAL].is_operator:
+            raise Problem(403, "a portal token cannot do this; it needs an operator token")
         query = parse_query(request, route.query) if route.query is not None else None
         body = None
         if route.body is not None:

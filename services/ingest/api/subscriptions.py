@@ -15,6 +15,7 @@ from services.ingest.api.context import ApiContext
 from services.ingest.api.problems import invalid
 from services.ingest.api.routing import Call, Route, json_response
 from services.ingest.api.schemas import decode_cursor, encode_cursor, page_of
+from services.ingest.api.scope import forbidden_tenant, named_tenant, visible_subscription
 from services.ingest.api.subscription_models import (
     SecretRotate,
     Subscription,
@@ -64,6 +65,7 @@ def _not_found(subscription_id: str) -> NotFound:
 async def create_subscription(call: Call) -> web.StreamResponse:
     body = call.body_as(SubscriptionCreate)
     ctx = call.ctx
+    tenant_id = named_tenant(call, body.tenant_id, "body.tenant_id")
     await _check_url(ctx, body.url)
     subscription_id = new_id("sub")
     row = await store.create(
@@ -72,10 +74,10 @@ async def create_subscription(call: Call) -> web.StreamResponse:
         url=body.url,
         event_types=body.event_types,
         description=body.description,
-        tenant_id=body.tenant_id,
+        tenant_id=tenant_id,
         sealed_secret=ctx.box.seal(body.secret or generate_secret()),
     )
-    log.info("subscription_created", subscription_id=subscription_id, tenant_id=body.tenant_id)
+    log.info("subscription_created", subscription_id=subscription_id, tenant_id=tenant_id)
     location = f"/v1/subscriptions/{subscription_id}"
     return json_response(_out(row, ctx), 201, headers={"Location": location})
 
@@ -98,7 +100,7 @@ async def list_subscriptions(call: Call) -> web.StreamResponse:
         after_id=cursor[0] if cursor else None,
         patterns=_patterns_filter(query.event_type),
         status=query.status,
-        tenant_id=query.tenant_id,
+        tenant_id=named_tenant(call, query.tenant_id, "query.tenant_id"),
         limit=query.limit + 1,
     )
     page, more = page_of(rows, query.limit)
@@ -107,10 +109,7 @@ async def list_subscriptions(call: Call) -> web.StreamResponse:
 
 
 async def get_subscription(call: Call) -> web.StreamResponse:
-    subscription_id = call.path("id")
-    row = await store.get(call.ctx.pool, subscription_id)
-    if row is None:
-        raise _not_found(subscription_id)
+    row = await visible_subscription(call, call.path("id"))
     return json_response(_out(row, call.ctx))
 
 
@@ -118,6 +117,12 @@ async def update_subscription(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
     body = call.body_as(SubscriptionPatch)
     changes = body.model_dump(include=body.model_fields_set - {"status"})
+    if not call.principal.is_operator:
+        await visible_subscription(call, subscription_id)
+        # A portal token may name its own tenant; moving a subscription out of it (to
+        # another tenant or to none) would hand it to someone else.
+        if "tenant_id" in changes and changes["tenant_id"] != call.principal.tenant_id:
+            raise forbidden_tenant(call, "body.tenant_id")
     if "url" in changes:
         await _check_url(call.ctx, changes["url"])
     row = await store.update(call.ctx.pool, subscription_id, changes, body.status)
@@ -134,6 +139,7 @@ async def update_subscription(call: Call) -> web.StreamResponse:
 
 async def delete_subscription(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
+    await visible_subscription(call, subscription_id)
     cancelled = await store.delete(call.ctx.pool, subscription_id)
     if cancelled is None:
         raise _not_found(subscription_id)
@@ -143,6 +149,7 @@ async def delete_subscription(call: Call) -> web.StreamResponse:
 
 async def rotate_secret(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
+    await visible_subscription(call, subscription_id)
     body = call.body if isinstance(call.body, SecretRotate) else SecretRotate()
     sealed = call.ctx.box.seal(body.secret or generate_secret())
     row = await store.rotate(call.ctx.pool, subscription_id, sealed)
@@ -157,7 +164,7 @@ _ON_ONE = (404,)
 ROUTES = [
     Route(
         "POST", "/v1/subscriptions", create_subscription, "Create a subscription", TAG, 201,
-        SubscriptionWithSecret, body=SubscriptionCreate,
+        SubscriptionWithSecret, body=SubscriptionCreate, errors=(403,),
         response_headers={"Location": "The new subscription's address."},
         links=(
             "get_subscription", "update_subscription", "delete_subscription", "rotate_secret",
@@ -166,7 +173,7 @@ ROUTES = [
     ),
     Route(
         "GET", "/v1/subscriptions", list_subscriptions, "List subscriptions (no secrets)", TAG,
-        200, SubscriptionPage, query=SubscriptionQuery,
+        200, SubscriptionPage, query=SubscriptionQuery, errors=(403,),
     ),
     Route(
         "GET", "/v1/subscriptions/{id}", get_subscription, "Get a subscription with its secret",
@@ -175,7 +182,7 @@ ROUTES = [
     Route(
         "PATCH", "/v1/subscriptions/{id}", update_subscription,
         "Change a subscription; `status: enabled` re-enables it", TAG, 200,
-        SubscriptionWithSecret, body=SubscriptionPatch, errors=_ON_ONE,
+        SubscriptionWithSecret, body=SubscriptionPatch, errors=(403, 404),
     ),
     Route(
         "DELETE", "/v1/subscriptions/{id}", delete_subscription,

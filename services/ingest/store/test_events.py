@@ -1,0 +1,49 @@
+"""Test events (`POST /v1/subscriptions/{id}/test`): an event and its one delivery, stored.
+
+The event is stored already dispatched, so it never goes to fanout: its one delivery, to the
+chosen subscription, is created here and sent by the caller like a manual retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.ingest.store import transaction
+from services.ingest.store.deliveries import Resend
+
+TEST_EVENT_TYPE = "hookline.test"
+
+_EVENT = """
+INSERT INTO events (id, type, data, tenant_id, source, dispatched_at)
+VALUES ($1, $2, $3, $4, 'http', now()) RETURNING created_at
+"""
+_DELIVERY = "INSERT INTO deliveries (id, event_id, subscription_id) VALUES ($1, $2, $3)"
+
+
+async def create(
+    pool: asyncpg.Pool,
+    *,
+    event_id: str,
+    delivery_id: str,
+    subscription_id: str,
+    tenant_id: str | None,
+    data: dict[str, Any],
+) -> Resend:
+    """Store the test event and its pending delivery; what sending it needs.
+
+    Should the send fail, the delivery is restored to `failed`, so recovery can send it.
+    """
+    async with transaction(pool) as conn:
+        created_at = await conn.fetchval(_EVENT, event_id, TEST_EVENT_TYPE, data, tenant_id)
+        await conn.execute(_DELIVERY, delivery_id, event_id, subscription_id)
+    return Resend(
+        delivery_id=delivery_id,
+        subscription_id=subscription_id,
+        event_id=event_id,
+        event_type=TEST_EVENT_TYPE,
+        data=data,
+        created_at=created_at,
+        previous_status="failed",
+    )
