@@ -82,6 +82,11 @@ class RoutingCache:
         """True while the LISTEN connection is up."""
         return self._listener.connected
 
+    @property
+    def reads(self) -> int:
+        """How many queries have read what was not in memory (each for many callers)."""
+        return self._loader.loads
+
     # Reads
 
     async def sync(self) -> None:

@@ -119,6 +119,11 @@ class SubscriptionCache:
         """True while the LISTEN connection is up."""
         return self._listener.connected
 
+    @property
+    def reads(self) -> int:
+        """How many queries have read what was not in memory (each for many callers)."""
+        return self._loader.loads
+
     # Reads
 
     async def get(self, subscription_id: str) -> Subscription | None:
