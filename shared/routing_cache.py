@@ -50,6 +50,9 @@ class RoutingCache:
         self._loader: Coalescer[RouteKey, tuple[Route, ...]] = Coalescer(
             self._load, name=f"routing-cache-load-{service}"
         )
+        self._fresh: Coalescer[RouteKey, tuple[Route, ...]] = Coalescer(
+            self._load_fresh, name=f"routing-cache-fresh-{service}"
+        )
         self._dirty: set[str] = set()
         self._reload_task: asyncio.Task[None] | None = None
         self._notified = False
@@ -71,6 +74,7 @@ class RoutingCache:
             self._reload_task.cancel()
             await asyncio.gather(self._reload_task, return_exceptions=True)
         await self._loader.close()
+        await self._fresh.close()
         await self._listener.close()
 
     def ready(self) -> bool:
@@ -84,8 +88,8 @@ class RoutingCache:
 
     @property
     def reads(self) -> int:
-        """How many queries have read what was not in memory (each for many callers)."""
-        return self._loader.loads
+        """How many round trips have read or checked answers (each for many callers)."""
+        return self._loader.loads + self._fresh.loads
 
     # Reads
 
@@ -105,6 +109,42 @@ class RoutingCache:
         while (task := self._reload_task) is not None and not task.done():
             # wait(), not await: the caller must not be cancelled with it nor get its errors.
             await asyncio.wait([task])
+
+    async def current(self, keys: Collection[RouteKey]) -> dict[RouteKey, tuple[Route, ...]]:
+        """`sync()` then `routes(keys)`, in one round trip shared by every caller meanwhile.
+
+        The round trip reads the keys not in memory; its answer comes after the
+        notifications of every change committed before the call, so once those have dropped
+        what they touch, the remembered answers still there are fresh too (those dropped
+        are read in another round trip). Fanout calls this once per event.
+
+        Raises StorageUnavailable as `sync()` does.
+        """
+        if not self._listener.ready():
+            raise StorageUnavailable("the subscription cache is reconnecting to Postgres")
+        return await self._fresh.get(keys)
+
+    async def _load_fresh(self, keys: list[RouteKey]) -> dict[RouteKey, tuple[Route, ...]]:
+        found: dict[RouteKey, tuple[Route, ...]] = {}
+        pending = keys
+        while pending:
+            missing = [k for k in pending if self._table.get(k) is None]
+            if missing:
+                found.update(await self._listener.run(partial(self._read, keys=missing)))
+            else:
+                await self._listener.run(_probe)
+            await self.settle()
+            recheck: list[RouteKey] = []
+            for key in pending:
+                if key in found:
+                    continue
+                routes = self._table.get(key)
+                if routes is None:
+                    recheck.append(key)  # dropped by a change notified meanwhile
+                else:
+                    found[key] = routes
+            pending = recheck
+        return found
 
     async def match(self, event_type: str, tenant_id: str | None) -> list[Route]:
         """The enabled subscriptions an event goes to, each once (CONTRACT section 3).
@@ -139,10 +179,10 @@ class RoutingCache:
     # Loading and invalidation
 
     async def _load(self, keys: list[RouteKey]) -> dict[RouteKey, tuple[Route, ...]]:
-        return await self._listener.run(lambda conn: self._read(conn, keys))
+        return await self._listener.run(partial(self._read, keys=keys))
 
     async def _read(
-        self, conn: asyncpg.Connection, keys: list[RouteKey]
+        self, conn: asyncpg.Connection, *, keys: list[RouteKey]
     ) -> dict[RouteKey, tuple[Route, ...]]:
         self._notified, self._loading = False, True
         try:
@@ -187,3 +227,7 @@ class RoutingCache:
 
 async def _tenants_of(conn: asyncpg.Connection, *, ids: list[str]) -> list[asyncpg.Record]:
     return await conn.fetch(_TENANTS_OF, ids)
+
+
+async def _probe(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT 1")

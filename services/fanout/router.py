@@ -110,9 +110,9 @@ class Router:
             return
         # Sees every subscription committed before the event was consumed, hence before it
         # was published: "create a subscription, then publish" never misses.
+        key = (event.tenant_id, event.event_type)
         try:
-            await self._cache.sync()
-            subscriptions = await self._cache.match(event.event_type, event.tenant_id)
+            subscriptions = list((await self._cache.current([key]))[key])
         except StorageUnavailable as exc:
             self.storage_ok = False
             await self._retry_later(message, event.event_id, exc)

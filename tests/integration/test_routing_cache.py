@@ -159,3 +159,21 @@ async def test_the_sender_holds_a_bounded_few_and_reads_misses_together(
         assert changed is not None and changed.url == "http://127.0.0.1:9/new"
     finally:
         await cache.close()
+
+
+async def test_current_is_sync_and_match_in_one_round_trip(
+    routes: RoutingCache, db: asyncpg.Connection
+) -> None:
+    subs = {f"t{n}": await insert_subscription(db, ["a.*"], tenant_id=f"t{n}") for n in range(30)}
+    keys = [(tenant, "a.b") for tenant in subs]
+    before = routes.reads
+    found = await asyncio.gather(*(routes.current([key]) for key in keys))
+    assert routes.reads == before + 1  # 30 events, all misses: one query
+    assert [[r.id for r in f[k]] for f, k in zip(found, keys, strict=True)] == [
+        [sub] for sub in subs.values()
+    ]
+    # All remembered now: one probe for all, and a change made just before is honoured.
+    late = await insert_subscription(db, ["a.b"], tenant_id="t3")
+    found = await asyncio.gather(*(routes.current([key]) for key in keys))
+    assert sorted(r.id for r in found[3][("t3", "a.b")]) == sorted([subs["t3"], late])
+    assert [r.id for r in found[4][("t4", "a.b")]] == [subs["t4"]]
