@@ -216,8 +216,8 @@ class ServiceProcess:
                 async with session.get(url) as resp:
                     if resp.status == 200:
                         return
-            except aiohttp.ClientError:
-                pass
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # not up yet, or too busy loading to answer (an old whole-table load)
             await asyncio.sleep(0.05)
         raise RuntimeError(f"{self.name} was not ready within {READY_TIMEOUT_S:.0f}s")
 

@@ -15,9 +15,10 @@ from typing import TypeVar
 from shared.subscriptions import Route, RouteKey
 
 N = TypeVar("N")
+_Keys = RouteKey | set[RouteKey]
 
-DEFAULT_MAX_SIZE = 200_000
-"""About 100 bytes an entry: some 20 MB at most."""
+DEFAULT_MAX_SIZE = 100_000
+"""Measured (tracemalloc) at ~270 bytes a unit (~540 an answer of one route): ~27 MB at most."""
 
 
 class RouteTable:
@@ -29,8 +30,10 @@ class RouteTable:
         self.max_size = max_size
         self.size = 0
         self._answers: OrderedDict[RouteKey, tuple[Route, ...]] = OrderedDict()
-        self._keys_of_sub: dict[str, set[RouteKey]] = {}
-        self._keys_of_tenant: dict[str | None, set[RouteKey]] = {}
+        # One key alone, a set only when there are several: most subscriptions and most
+        # tenants are listed under one key, and a set per entry would double the memory.
+        self._keys_of_sub: dict[str, _Keys] = {}
+        self._keys_of_tenant: dict[str | None, _Keys] = {}
 
     def get(self, key: RouteKey) -> tuple[Route, ...] | None:
         found = self._answers.get(key)
@@ -48,9 +51,9 @@ class RouteTable:
         key = (sys.intern(tenant) if tenant is not None else None, sys.intern(event_type))
         self._answers[key] = routes
         self.size += cost
-        self._keys_of_tenant.setdefault(key[0], set()).add(key)
+        _link(self._keys_of_tenant, key[0], key)
         for route in routes:
-            self._keys_of_sub.setdefault(route.id, set()).add(key)
+            _link(self._keys_of_sub, route.id, key)
         while self.size > self.max_size:
             oldest = next(iter(self._answers))
             self.discard(oldest)
@@ -66,12 +69,12 @@ class RouteTable:
 
     def forget_subscription(self, subscription_id: str) -> None:
         """Drop every answer that lists this subscription."""
-        for key in list(self._keys_of_sub.get(subscription_id, ())):
+        for key in _keys(self._keys_of_sub.get(subscription_id)):
             self.discard(key)
 
     def forget_tenant(self, tenant_id: str | None) -> None:
         """Drop every answer of this tenant (None: of the untenanted events)."""
-        for key in list(self._keys_of_tenant.get(tenant_id, ())):
+        for key in _keys(self._keys_of_tenant.get(tenant_id)):
             self.discard(key)
 
     def clear(self) -> None:
@@ -84,9 +87,27 @@ class RouteTable:
         return len(self._answers)
 
 
-def _unlink(index: dict[N, set[RouteKey]], name: N, key: RouteKey) -> None:
-    keys = index.get(name)
-    if keys is not None:
-        keys.discard(key)
-        if not keys:
-            del index[name]
+def _link(index: dict[N, _Keys], name: N, key: RouteKey) -> None:
+    found = index.get(name)
+    if found is None:
+        index[name] = key
+    elif isinstance(found, set):
+        found.add(key)
+    elif found != key:
+        index[name] = {found, key}
+
+
+def _unlink(index: dict[N, _Keys], name: N, key: RouteKey) -> None:
+    found = index.get(name)
+    if isinstance(found, set):
+        found.discard(key)
+        if len(found) == 1:
+            index[name] = next(iter(found))
+    elif found == key:
+        del index[name]
+
+
+def _keys(found: _Keys | None) -> list[RouteKey]:
+    if found is None:
+        return []
+    return list(found) if isinstance(found, set) else [found]
