@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stats import Receipt, analyse, percentile, rate_per_s, ratio
+from bench.stats import Receipt, analyse, analyse_pairs, percentile, rate_per_s, ratio
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -67,8 +67,6 @@ def test_rates_and_ratios_refuse_empty_spans() -> None:
 
 
 def test_pairs_expect_each_event_at_its_own_subscription_only() -> None:
-    from bench.stats import analyse_pairs
-
     sub_of_seq = [3, 0, 3]
     receipts = [
         (3, 0, "evt_0", 0.0, 0.010),
