@@ -134,6 +134,9 @@ class RoutingCache:
             else:
                 await self._listener.run(_probe)
             await self.settle()
+            if not self._listener.connected:
+                # A change notified meanwhile may not have dropped its tenant's answers.
+                raise StorageUnavailable("the subscription cache lost its Postgres connection")
             recheck: list[RouteKey] = []
             for key in pending:
                 if key in found:

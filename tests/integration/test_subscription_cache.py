@@ -188,6 +188,8 @@ async def test_reconnects_and_sees_changes_made_while_down(
         with pytest.raises(StorageUnavailable):
             await routes.sync()
         with pytest.raises(StorageUnavailable):
+            await routes.current([(None, "invoice.paid")])  # what fanout calls
+        with pytest.raises(StorageUnavailable):
             await cache.get(added)
     finally:
         await admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
@@ -195,6 +197,8 @@ async def test_reconnects_and_sees_changes_made_while_down(
 
     await eventually(lambda: cache.ready() and routes.ready(), within_s=10.0)
     assert await matched(routes, "invoice.paid", None) == {added}
+    key = (None, "invoice.paid")
+    assert ids(list((await routes.current([key]))[key])) == {added}
     assert await cache.get(kept) is None
 
 
