@@ -19,7 +19,7 @@ import orjson
 from bench.procs import with_database
 from bench.receiver import Receiver
 from bench.report import render_summary, render_table, summary_json, to_json
-from bench.scenarios import SCENARIOS, Plan, ScenarioResult
+from bench.scenarios import DEFAULT_SCENARIOS, SCENARIOS, Plan, ScenarioResult
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -57,7 +57,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=_positive(float), default=1000.0, help="steady deliveries/s")
     parser.add_argument("--duration", type=_positive(float), default=30.0, help="steady seconds")
     parser.add_argument(
-        "--scenarios", type=_scenario_list, default=tuple(SCENARIOS), help="comma-separated"
+        "--scenarios",
+        type=_scenario_list,
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (default {','.join(DEFAULT_SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--many-subscriptions",
+        type=_positive(int),
+        default=1_000_000,
+        help="subscriptions of the many-subscriptions scenario",
+    )
+    parser.add_argument(
+        "--past-deliveries",
+        type=_positive(int),
+        default=2_000_000,
+        help="deliveries loaded for the many-subscriptions scenario's API reads",
     )
     parser.add_argument(
         "--repeat",
@@ -94,6 +109,8 @@ async def run(
         admin_database_url=with_database(args.database_url, "postgres"),
         run_tag=f"bench{uuid.uuid4().hex[:8]}",
         log_dir=log_dir,
+        many_subscriptions=args.many_subscriptions,
+        past_deliveries=args.past_deliveries,
     )
     # SIGTERM (as from `timeout`) cleans up like Ctrl-C: cancel, run every finally, exit.
     main_task = asyncio.current_task()

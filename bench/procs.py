@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,9 +216,9 @@ class ServiceProcess:
                 async with session.get(url) as resp:
                     if resp.status == 200:
                         return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # not up yet, or too busy loading to answer (an old whole-table load)
+            await asyncio.sleep(0.05)
         raise RuntimeError(f"{self.name} was not ready within {READY_TIMEOUT_S:.0f}s")
 
     async def stop(self) -> int | None:
@@ -244,8 +245,13 @@ class Stack:
         api_token: str,
         log_dir: Path,
         extra_env: dict[str, str] | None = None,
+        prepare: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        """`prepare(database_url)` runs after the migration, before any service starts."""
         self.namespace = namespace
+        self._prepare = prepare
+        self.ready_s: dict[str, float] = {}
+        """Seconds from each service's start to its first `/readyz` 200."""
         self.amqp_url = amqp_url
         self.database_url = with_database(admin_database_url, f"hookline_{namespace}")
         self.api_token = api_token
@@ -280,14 +286,21 @@ class Stack:
         try:
             self._exit.push_async_callback(drop_database, self.database_url)
             await self._migrate()
+            if self._prepare is not None:
+                await self._prepare(self.database_url)
             self._exit.push_async_callback(self._delete_namespace)
+            started = time.monotonic()
             for name in SERVICES:
                 self._start(name)
             self._exit.push_async_callback(self._stop_services)
-            deadline = time.monotonic() + READY_TIMEOUT_S
+            deadline = started + READY_TIMEOUT_S
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-                for service in self.services.values():
-                    await service.wait_ready(session, deadline)
+                await asyncio.gather(
+                    *(
+                        self._time_ready(s, session, started, deadline)
+                        for s in self.services.values()
+                    )
+                )
         except BaseException:
             await self._exit.aclose()
             raise
@@ -300,6 +313,16 @@ class Stack:
         tb: TracebackType | None,
     ) -> None:
         await self._exit.aclose()
+
+    async def _time_ready(
+        self,
+        service: ServiceProcess,
+        session: aiohttp.ClientSession,
+        started: float,
+        deadline: float,
+    ) -> None:
+        await service.wait_ready(session, deadline)
+        self.ready_s[service.name] = time.monotonic() - started
 
     def check_alive(self) -> None:
         """Raise when a service process has died: its figures would mean nothing."""

@@ -21,11 +21,16 @@ CONFIRM_WINDOW = 1024
 """Publishes awaiting their confirm at once: enough to keep the broker busy."""
 
 
-def event_body(tag: str, seq: int, sent_at: float) -> bytes:
+def event_body(tag: str, seq: int, sent_at: float, tenant_id: str | None = None) -> bytes:
     """The event envelope of one bench event (CONTRACT section 2); its idempotency key is unique."""
-    return orjson.dumps(
-        {"type": EVENT_TYPE, "id": f"{tag}-{seq}", "data": {"seq": seq, "sent_at": sent_at}}
-    )
+    body: dict[str, object] = {
+        "type": EVENT_TYPE,
+        "id": f"{tag}-{seq}",
+        "data": {"seq": seq, "sent_at": sent_at},
+    }
+    if tenant_id is not None:
+        body["tenant_id"] = tenant_id
+    return orjson.dumps(body)
 
 
 def send_times(start: float, count: int, events_per_s: float | None) -> list[float]:
@@ -45,7 +50,15 @@ class PublishResult:
 class Publisher:
     """One confirmed channel to the broker, publishing to a namespace's ingest exchange."""
 
-    def __init__(self, amqp_url: str, exchange_name: str, tag: str) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        exchange_name: str,
+        tag: str,
+        tenant_of: Callable[[int], str | None] | None = None,
+    ) -> None:
+        """`tenant_of(seq)` is the tenant of event `seq` (none without it)."""
+        self._tenant_of = tenant_of
         self._amqp_url = amqp_url
         self._exchange_name = exchange_name
         self._tag = tag
@@ -65,7 +78,8 @@ class Publisher:
     async def publish_one(self, seq: int) -> None:
         """Publish one event and wait for its confirm."""
         assert self._exchange is not None, "open() first"
-        body = event_body(self._tag, seq, time.time())
+        tenant = self._tenant_of(seq) if self._tenant_of is not None else None
+        body = event_body(self._tag, seq, time.time(), tenant)
         message = aio_pika.Message(
             body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
         )

@@ -1,4 +1,4 @@
-"""The targets of issue 6, and the bench's results as a terminal table and as JSON."""
+"""The targets of issues 6 and 17, and the bench's results as a terminal table and as JSON."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def _scenario_figures(result: ScenarioResult, ceiling: ScenarioResult | None) ->
                 f"{n}: {service} peak RSS",
                 None if rss is None else rss / MB,
                 "MB",
-                at_most=150 if service == "sender" else None,
+                at_most=150 if service == "sender" or (_many(n) and service == "fanout") else None,
             )
         )
     delivered = d.received - d.duplicated
@@ -117,12 +117,41 @@ def _scenario_figures(result: ScenarioResult, ceiling: ScenarioResult | None) ->
     return figures
 
 
+def _many(name: str) -> bool:
+    return name.startswith("many-subscriptions")
+
+
+def _many_figures(result: ScenarioResult, ceiling: ScenarioResult | None) -> list[Figure]:
+    """Issue 17's targets: ready time, the API's reads, and deliveries/s against 10 subs."""
+    n = result.name
+    out: list[Figure] = []
+    if result.baseline is not None:
+        out += _scenario_figures(result.baseline, ceiling)
+        out += _many_figures(result.baseline, ceiling)
+        out.append(
+            Figure(
+                f"{n}: deliveries/s vs {result.baseline.subscriptions} subscriptions",
+                ratio(_dps(result), _dps(result.baseline)),
+                "%",
+                at_least=0.9,
+            )
+        )
+    for service, ready_s in sorted(result.ready_s.items()):
+        target = 5.0 if service in ("fanout", "sender") else None
+        out.append(Figure(f"{n}: {service} ready after", ready_s, "s", at_most=target))
+    for read, p99_ms in result.api_p99_ms.items():
+        out.append(Figure(f"{n}: API p99 {read}", p99_ms, "ms", at_most=50))
+    return out
+
+
 def figures(results: Results) -> list[Figure]:
     """Every figure of the run, targets included, in scenario order."""
     ceiling = results.get("ceiling")
     out: list[Figure] = []
     for result in results.values():
         out += _scenario_figures(result, ceiling)
+        if _many(result.name):
+            out += _many_figures(result, ceiling)
         if result.name == "noisy":
             fanout_healthy = _dps(results.get("fanout"), healthy=True)
             out.append(

@@ -1,4 +1,4 @@
-"""The four scenarios: fanout, steady, noisy (one hanging receiver) and ceiling.
+"""The scenarios: fanout, steady, noisy (one hanging receiver), ceiling, many-subscriptions.
 
 Each Hookline scenario gets its own deployment (namespace, database, three processes), so
 no scenario's retries or caches leak into the next one; the receiver is shared and tells
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -53,6 +54,10 @@ class Plan:
     admin_database_url: str
     run_tag: str
     log_dir: Path
+    many_subscriptions: int = 1_000_000
+    """Subscriptions (one tenant each) of the many-subscriptions scenario."""
+    past_deliveries: int = 2_000_000
+    """Deliveries bulk loaded beside them, for timing the API's reads."""
 
 
 @dataclass
@@ -74,6 +79,12 @@ class ScenarioResult:
     queue_depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     """(Unix time, ready messages by stage) once a second while the scenario ran."""
     notes: list[str] = field(default_factory=list)
+    ready_s: dict[str, float] = field(default_factory=dict)
+    """Seconds from each service's start to its first `/readyz` 200 (many-subscriptions)."""
+    api_p99_ms: dict[str, float | None] = field(default_factory=dict)
+    """p99 of each API read on the scenario's database (many-subscriptions)."""
+    baseline: ScenarioResult | None = None
+    """The same scenario with few subscriptions, for comparison (many-subscriptions)."""
 
 
 def _bar(desc: str, total: int, unit: str, position: int) -> tqdm[Any]:
@@ -171,11 +182,14 @@ async def _measure(
     events: int,
     events_per_s: float | None,
     healthy: int,
+    tenant_of: Callable[[int], str | None] | None = None,
 ) -> _Measured:
-    """Warm up, then publish while watching CPU and queues, until every delivery arrived."""
+    """Warm up, then publish while watching CPU and queues, until every delivery arrived.
+
+    `healthy` is how many deliveries each event makes (the warm-up's included)."""
     namespace = stack.namespace
     exchange = Topology(namespace, ()).ingest_exchange.name
-    publisher = Publisher(plan.amqp_url, exchange, namespace)
+    publisher = Publisher(plan.amqp_url, exchange, namespace, tenant_of)
     await publisher.open()
     try:
         await _warm_up(stack, receiver, publisher, healthy)
@@ -366,9 +380,18 @@ async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
     return result
 
 
+async def run_many_subscriptions(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    from bench.many_subs import run_many_subscriptions as run  # it builds on this module
+
+    return await run(plan, receiver)
+
+
 SCENARIOS = {
     "fanout": run_fanout,
     "steady": run_steady,
     "noisy": run_noisy,
     "ceiling": run_ceiling,
+    "many-subscriptions": run_many_subscriptions,
 }
+DEFAULT_SCENARIOS = ("fanout", "steady", "noisy", "ceiling")
+"""What runs without `--scenarios`: many-subscriptions takes minutes to load its database."""

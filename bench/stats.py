@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 Receipt = tuple[int, int, str, float, float]
@@ -61,11 +61,25 @@ def analyse(receipts: Iterable[Receipt], subs: Iterable[int], seqs: range) -> De
     Latency is publish to the first receipt of each pair; later copies count as duplicates.
     """
     wanted_subs = frozenset(subs)
+    return _analyse(
+        receipts, lambda sub, seq: sub in wanted_subs and seq in seqs, len(wanted_subs) * len(seqs)
+    )
+
+
+def analyse_pairs(receipts: Iterable[Receipt], sub_of_seq: Sequence[int]) -> DeliveryStats:
+    """As `analyse`, when event `seq` goes to subscription `sub_of_seq[seq]` only."""
+    count = len(sub_of_seq)
+    return _analyse(receipts, lambda sub, seq: 0 <= seq < count and sub_of_seq[seq] == sub, count)
+
+
+def _analyse(
+    receipts: Iterable[Receipt], wanted: Callable[[int, int], bool], expected: int
+) -> DeliveryStats:
     first_seen: dict[tuple[int, int], float] = {}
     latencies_ms: list[float] = []
     received = unexpected = 0
     for sub, seq, _webhook_id, sent_at, received_at in receipts:
-        if sub not in wanted_subs or seq not in seqs:
+        if not wanted(sub, seq):
             unexpected += 1
             continue
         received += 1
@@ -78,7 +92,6 @@ def analyse(receipts: Iterable[Receipt], subs: Iterable[int], seqs: range) -> De
     times = first_seen.values()
     first_at = min(times, default=None)
     last_at = max(times, default=None)
-    expected = len(wanted_subs) * len(seqs)
     return DeliveryStats(
         expected=expected,
         received=received,

@@ -106,7 +106,7 @@ INFLIGHT_ATTEMPTS = Gauge(
 )
 SUBSCRIPTIONS_CACHED = Gauge(
     "hookline_subscriptions_cached",
-    "Subscriptions held in a service's cache.",
+    "What a service's subscription cache holds: subscriptions (sender), route entries (fanout).",
     ["service"],
     registry=REGISTRY,
 )

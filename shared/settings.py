@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     metrics_sample_interval: DurationS = Field(10.0, ge=0)
     """How often one process of the deployment samples queue depths and pending work
     (`shared.sampler`); 0 turns the sampler off in this process."""
+    fanout_route_cache_size: int = Field(100_000, ge=1)
+    """Fanout's remembered answers, counted one per (tenant, event type) plus one per route
+    (~270 bytes each, ~27 MB in all): bounds its memory whatever the number of
+    subscriptions."""
+    sender_subscription_cache_size: int = Field(10_000, ge=1)
+    """Subscriptions (URL, keys, status; ~0.5 KB each) the sender keeps in memory."""
 
     @field_validator("api_tokens", "allowed_target_networks", mode="before")
     @classmethod

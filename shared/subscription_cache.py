@@ -1,349 +1,195 @@
-"""Every subscription in memory, kept fresh by Postgres LISTEN/NOTIFY (issue 3: within 1 s).
+"""The sender's subscriptions (URL, status, signing keys): a bounded LRU, loaded on demand.
 
-Fanout matches each event against this cache instead of querying, and the sender reads a
-subscription's URL, status and keys from it. One dedicated connection LISTENs on
-`hookline_subscriptions` (the trigger of migration 0001 notifies the changed row's id); each
-notification reloads that one row. When the connection is lost, the cache reconnects with a
-capped backoff and reloads everything, since notifications sent meanwhile are gone; it reports
-not ready until then and keeps serving what it last knew.
+The sender holds only the subscriptions it is delivering to, at most `max_size` of them, not
+the whole table (issue 17: 1.7 GB at a million subscriptions). A miss is read from Postgres
+together with every other miss of the moment (`shared.coalesce`: one query for a batch
+message's deliveries, not one per delivery), on the LISTEN connection of
+`shared.subscription_listener`: a notified change drops that subscription from the LRU at
+once, so the next read gets the new row; a reconnect drops everything.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Collection
 
 import asyncpg
 
-from shared.errors import DATABASE_ERRORS, ConfigurationError, StorageUnavailable
+from shared.coalesce import Coalescer
 from shared.logging import get_logger
-from shared.matching import candidate_keys
 from shared.metrics import SUBSCRIPTIONS_CACHED
 from shared.secretbox import SecretBox
-from shared.subscriptions import Subscription, load_all, load_one
+from shared.subscription_listener import SubscriptionListener
+from shared.subscriptions import Subscription, check_secret_key, load_many
 
-CHANNEL = "hookline_subscriptions"
-
-_BACKOFF_FIRST_S = 0.1
-_BACKOFF_MAX_S = 5.0
-_KEEPALIVE_S = 5.0
-"""How often the idle LISTEN connection is probed, so a silently dead one is noticed."""
-_QUERY_TIMEOUT_S = 10.0
-_MEMO_MAX = 10_000
-"""Memoized (event type, tenant) answers kept before the memo starts over."""
-
-_CONNECTION_ERRORS = DATABASE_ERRORS
-# A secret that stopped opening is an operator's fix: the watcher keeps trying meanwhile.
-_RECONNECT_ERRORS: tuple[type[BaseException], ...] = (
-    *DATABASE_ERRORS,
-    ConfigurationError,
-    ValueError,
-)
+DEFAULT_MAX_SIZE = 10_000
+"""Measured (tracemalloc) at ~0.5 KB each: ~5 MB at most, whatever the size of the table."""
 
 log = get_logger("subscription_cache")
 
-_IndexKey = tuple[str | None, str]
-"""(tenant id, pattern): the tenant rule is part of the key, so matching never filters."""
+
+class SubscriptionLRU:
+    """At most `max_size` subscriptions by id, the least recently read dropped first."""
+
+    def __init__(self, max_size: int) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.max_size = max_size
+        self._items: OrderedDict[str, Subscription] = OrderedDict()
+
+    def get(self, subscription_id: str) -> Subscription | None:
+        sub = self._items.get(subscription_id)
+        if sub is not None:
+            self._items.move_to_end(subscription_id)
+        return sub
+
+    def put(self, sub: Subscription) -> None:
+        self._items[sub.id] = sub
+        self._items.move_to_end(sub.id)
+        while len(self._items) > self.max_size:
+            self._items.popitem(last=False)
+
+    def discard(self, subscription_id: str) -> None:
+        self._items.pop(subscription_id, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, subscription_id: object) -> bool:
+        return subscription_id in self._items
 
 
 class SubscriptionCache:
-    """All live subscriptions, indexed by (tenant, pattern) for matching in a few dict lookups.
+    """The subscriptions the sender delivers to, by id, fresh within a NOTIFY.
 
-    `start()` before use and `close()` after. `match` and `get` are plain synchronous reads of
-    the current state; they never wait on the database.
+    `start()` before use and `close()` after. `get` answers from memory when it can, else
+    reads the row (batched with concurrent misses); `peek` never reads.
     """
 
-    def __init__(self, database_url: str, box: SecretBox, *, service: str) -> None:
-        self._database_url = database_url
+    def __init__(
+        self,
+        database_url: str,
+        box: SecretBox,
+        *,
+        service: str,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
         self._box = box
         self._service = service
-        self._by_id: dict[str, Subscription] = {}
-        self._index: dict[_IndexKey, dict[str, Subscription]] = {}
-        self._memo: dict[tuple[str, str | None], list[Subscription]] = {}
-        self._conn: asyncpg.Connection | None = None
-        self._loaded = False
-        self._connected = False
-        self._closing = False
-        # One reader at a time on the one connection, and in notification order: a row read
-        # earlier can then never overwrite one read later.
-        self._lock = asyncio.Lock()
-        self._dirty: set[str] = set()
-        self._reload_task: asyncio.Task[None] | None = None
-        self._watch_task: asyncio.Task[None] | None = None
-        self._sync_task: asyncio.Task[None] | None = None
-        self._next_sync: asyncio.Future[None] | None = None
-        self._lost = asyncio.Event()
+        self._lru = SubscriptionLRU(max_size)
+        self._listener = SubscriptionListener(
+            database_url, service=service, on_notify=self._on_notify, on_reset=self._on_reset
+        )
+        self._loader: Coalescer[str, Subscription | Exception] = Coalescer(
+            self._load, name=f"subscription-cache-load-{service}"
+        )
+        self._notified: set[str] | None = None
+        """Ids notified while a load is out: what it read of them may predate the change."""
         self._gauge = SUBSCRIPTIONS_CACHED.labels(service)
 
     # Lifecycle
 
     async def start(self) -> None:
-        """Connect, LISTEN and load every subscription; returns once loaded.
+        """Connect and LISTEN; returns at once, nothing is loaded ahead.
 
         Raises StorageUnavailable when Postgres cannot be reached at start, and
         ConfigurationError when a stored secret does not open with HOOKLINE_SECRET_KEY.
         """
+        await self._listener.start()
         try:
-            await self._connect_and_load()
-        except _CONNECTION_ERRORS as exc:
-            await self._drop_connection()
-            raise StorageUnavailable(f"cannot load subscriptions: {exc}") from exc
+            await self._listener.run(lambda conn: check_secret_key(conn, self._box))
         except BaseException:
-            await self._drop_connection()
+            await self._listener.close()
             raise
-        self._watch_task = asyncio.create_task(
-            self._watch(), name=f"subscription-cache-watch-{self._service}"
-        )
 
     async def close(self) -> None:
         """Stop listening and close the connection; the cache keeps its last state."""
-        self._closing = True
-        tasks = [t for t in (self._watch_task, self._reload_task, self._sync_task) if t]
-        for task in tasks:
-            task.cancel()
-        # Their outcome no longer matters; none may stop the close.
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._drop_connection()
+        await self._loader.close()
+        await self._listener.close()
 
     def ready(self) -> bool:
-        """True while the LISTEN connection is up and the cache is loaded."""
-        watching = self._watch_task is not None and not self._watch_task.done()
-        return self._loaded and self._connected and not self._lost.is_set() and watching
+        """True while the LISTEN connection is up (changes are heard)."""
+        return self._listener.ready()
+
+    @property
+    def connected(self) -> bool:
+        """True while the LISTEN connection is up."""
+        return self._listener.connected
+
+    @property
+    def reads(self) -> int:
+        """How many queries have read what was not in memory (each for many callers)."""
+        return self._loader.loads
 
     # Reads
 
-    def match(self, event_type: str, tenant_id: str | None) -> list[Subscription]:
-        """The enabled subscriptions an event goes to, each once (CONTRACT section 3).
+    async def get(self, subscription_id: str) -> Subscription | None:
+        """The subscription; None when deleted or unknown. A disabled one has enabled=False.
 
-        An event with a tenant goes only to subscriptions of that tenant; one without goes
-        only to subscriptions without one.
+        Raises StorageUnavailable when it must be read and Postgres cannot be reached, and
+        ConfigurationError when its secret does not open.
         """
-        memo_key = (event_type, tenant_id)
-        found = self._memo.get(memo_key)
-        if found is None:
-            found = self._compute_match(event_type, tenant_id)
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            self._memo[memo_key] = found
-        return list(found)
+        return (await self.get_many([subscription_id])).get(subscription_id)
 
-    def get(self, subscription_id: str) -> Subscription | None:
-        """The subscription; None when deleted or unknown. A disabled one has enabled=False."""
-        return self._by_id.get(subscription_id)
+    async def get_many(self, subscription_ids: Collection[str]) -> dict[str, Subscription]:
+        """The subscriptions of `subscription_ids` that exist (deleted ones are absent).
 
-    async def sync(self) -> None:
-        """Return once every change committed before this call is in the cache.
-
-        One round trip on the LISTEN connection, shared by every caller waiting meanwhile:
-        Postgres sends the notifications of earlier commits before it answers, and then the
-        rows they name are read. Fanout calls it before matching an event, so a subscription
-        created just before the event was published gets it.
-
-        Raises StorageUnavailable while the connection is down, and when the round trip
-        failed: the cache may then be missing changes, and matching against it could send
-        an event to a deleted subscription or miss a new one. The caller retries later.
+        The misses are read in one query, shared with other callers'. Raises as `get`.
         """
-        if not self.ready():
-            raise StorageUnavailable("the subscription cache is reconnecting to Postgres")
-        waiter = self._next_sync
-        if waiter is None:
-            waiter = self._next_sync = asyncio.get_running_loop().create_future()
-            if self._sync_task is None or self._sync_task.done():
-                self._sync_task = asyncio.create_task(
-                    self._run_syncs(), name=f"subscription-cache-sync-{self._service}"
-                )
-        await asyncio.shield(waiter)
-        await self.settle()
-        if not self.ready():
-            raise StorageUnavailable("the subscription cache lost its Postgres connection")
+        found: dict[str, Subscription] = {}
+        missing: list[str] = []
+        for sub_id in subscription_ids:
+            sub = self._lru.get(sub_id)
+            if sub is None:
+                missing.append(sub_id)
+            else:
+                found[sub_id] = sub
+        if missing:
+            for sub_id, value in (await self._loader.get(missing)).items():
+                if isinstance(value, Exception):
+                    raise value
+                found[sub_id] = value
+        return found
 
-    async def _run_syncs(self) -> None:
-        # Callers arriving while a round trip is out wait for the next one: the round trip
-        # they need must start after they asked.
-        while (waiter := self._next_sync) is not None:
-            self._next_sync = None
-            try:
-                await self._probe()
-            finally:
-                # Even after a failed round trip: callers go on with what the cache knows.
-                waiter.set_result(None)
-
-    def reloading(self) -> bool:
-        """True while notified changes are still being read (then `settle()` waits for them)."""
-        task = self._reload_task
-        return task is not None and not task.done()
-
-    async def settle(self) -> None:
-        """Return once every change notified so far is in the cache.
-
-        Returns at once while the connection is down: the full reload will come later.
-        """
-        while (task := self._reload_task) is not None and not task.done():
-            # wait(), not await: the caller must not be cancelled with it nor get its errors.
-            await asyncio.wait([task])
+    def peek(self, subscription_id: str) -> Subscription | None:
+        """The subscription if it is in memory now; never reads Postgres."""
+        return self._lru.get(subscription_id)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._lru)
 
-    def _compute_match(self, event_type: str, tenant_id: str | None) -> list[Subscription]:
-        hits: dict[str, Subscription] = {}
-        for pattern in candidate_keys(event_type):
-            bucket = self._index.get((tenant_id, pattern))
-            if bucket:
-                # A subscription listing `invoice.*` and `invoice.paid` still gets one delivery.
-                hits.update(bucket)
-        return list(hits.values())
+    # Loading and invalidation
 
-    # The index
+    async def _load(self, subscription_ids: list[str]) -> dict[str, Subscription | Exception]:
+        return await self._listener.run(lambda conn: self._read(conn, subscription_ids))
 
-    def _replace_all(self, subscriptions: list[Subscription]) -> None:
-        self._by_id = {}
-        self._index = {}
-        for sub in subscriptions:
-            self._put(sub)
-        self._changed()
-
-    def _apply(self, subscription_id: str, sub: Subscription | None) -> None:
-        self._remove(subscription_id)
-        if sub is not None:
-            self._put(sub)
-        self._changed()
-
-    def _put(self, sub: Subscription) -> None:
-        self._by_id[sub.id] = sub
-        if not sub.enabled:
-            return
-        for pattern in set(sub.event_types):
-            self._index.setdefault((sub.tenant_id, pattern), {})[sub.id] = sub
-
-    def _remove(self, subscription_id: str) -> None:
-        old = self._by_id.pop(subscription_id, None)
-        if old is None:
-            return
-        for pattern in set(old.event_types):
-            key = (old.tenant_id, pattern)
-            bucket = self._index.get(key)
-            if bucket is not None:
-                bucket.pop(subscription_id, None)
-                if not bucket:
-                    del self._index[key]
-
-    def _changed(self) -> None:
-        self._memo.clear()
-        self._gauge.set(len(self._by_id))
-
-    # The connection
-
-    async def _connect_and_load(self) -> None:
-        # All under the lock: a probe or reload must not use the connection while LISTEN or
-        # the load is running on it (asyncpg allows one operation at a time).
-        async with self._lock:
-            conn = await asyncpg.connect(self._database_url, timeout=_QUERY_TIMEOUT_S)
-            self._conn = conn
-            conn.add_termination_listener(self._on_terminated)
-            # LISTEN before loading: a change committed during the load is then notified too.
-            await conn.add_listener(CHANNEL, self._on_notify)
-            # The full load supersedes every row reload queued so far.
-            self._dirty.clear()
-            subscriptions = await load_all(conn, self._box)
-            self._replace_all(subscriptions)
-            self._loaded = True
-            self._connected = True
-            self._lost.clear()
-        log.info("subscriptions_loaded", service=self._service, count=len(subscriptions))
-
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        self._connected = False
-        if conn is None or conn.is_closed():
-            return
-        conn.remove_termination_listener(self._on_terminated)
+    async def _read(
+        self, conn: asyncpg.Connection, subscription_ids: list[str]
+    ) -> dict[str, Subscription | Exception]:
+        self._notified = set()
         try:
-            await asyncio.wait_for(conn.close(), timeout=2.0)
-        except _CONNECTION_ERRORS:
-            conn.terminate()
+            found = await load_many(conn, subscription_ids, self._box)
+        finally:
+            notified, self._notified = self._notified, None
+        # No await from here on: a notification now comes after these are stored, and
+        # drops them. One that came during the query may name a change it did not see.
+        for sub_id, value in found.items():
+            if isinstance(value, Exception):
+                log.error("subscription_unreadable", subscription_id=sub_id, error=repr(value))
+            elif sub_id not in notified:
+                self._lru.put(value)
+        self._gauge.set(len(self._lru))
+        return found
 
-    def _on_terminated(self, conn: Any) -> None:
-        if conn is self._conn and not self._closing:
-            self._mark_lost("connection closed")
+    def _on_notify(self, subscription_id: str) -> None:
+        if self._notified is not None:
+            self._notified.add(subscription_id)
+        self._lru.discard(subscription_id)
+        self._gauge.set(len(self._lru))
 
-    def _mark_lost(self, reason: str) -> None:
-        if not self._lost.is_set():
-            log.warning("subscription_listener_lost", service=self._service, reason=reason)
-        self._connected = False
-        self._lost.set()
-
-    async def _watch(self) -> None:
-        """Probe the connection while it is up; reconnect and reload all when it is lost."""
-        while True:
-            try:
-                await asyncio.wait_for(self._lost.wait(), timeout=_KEEPALIVE_S)
-            except TimeoutError:
-                await self._probe()
-                continue
-            await self._reconnect()
-
-    async def _probe(self) -> None:
-        async with self._lock:
-            conn = self._conn
-            if conn is None or not self._connected:
-                return  # the watcher is reconnecting
-            try:
-                await conn.execute("SELECT 1", timeout=_QUERY_TIMEOUT_S)
-            except _CONNECTION_ERRORS as exc:
-                self._mark_lost(f"{type(exc).__name__}: {exc}")
-
-    async def _reconnect(self) -> None:
-        delay_s = _BACKOFF_FIRST_S
-        while True:
-            await self._drop_connection()
-            try:
-                await self._connect_and_load()
-            except _RECONNECT_ERRORS as exc:
-                log.warning(
-                    "subscription_listener_reconnect_failed",
-                    service=self._service,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in_s=delay_s,
-                )
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, _BACKOFF_MAX_S)
-                continue
-            log.info("subscription_listener_reconnected", service=self._service)
-            return
-
-    # Notifications
-
-    def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
-        # asyncpg calls this synchronously: queue the id and let one named task reload it.
-        self._dirty.add(str(payload))
-        if self._reload_task is None or self._reload_task.done():
-            self._reload_task = asyncio.create_task(
-                self._reload_dirty(), name=f"subscription-cache-reload-{self._service}"
-            )
-
-    async def _reload_dirty(self) -> None:
-        while self._dirty:
-            async with self._lock:
-                conn = self._conn
-                if conn is None or not self._connected or not self._dirty:
-                    # Nothing left, or the reload after reconnecting reads these rows too.
-                    return
-                subscription_id = self._dirty.pop()
-                try:
-                    sub = await load_one(conn, subscription_id, self._box)
-                except _CONNECTION_ERRORS as exc:
-                    self._mark_lost(f"{type(exc).__name__}: {exc}")
-                    return
-                except (ConfigurationError, ValueError) as exc:
-                    # A secret that does not open: keep what we had, and say so loudly.
-                    log.error(
-                        "subscription_unreadable",
-                        subscription_id=subscription_id,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-                    continue
-                self._apply(subscription_id, sub)
-            log.debug(
-                "subscription_reloaded", subscription_id=subscription_id, found=sub is not None
-            )
+    def _on_reset(self) -> None:
+        self._lru.clear()
+        self._gauge.set(0)

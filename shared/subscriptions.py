@@ -1,13 +1,22 @@
-"""The subscription as fanout and sender see it, and the SQL that loads it."""
+"""The subscription as fanout and sender see it, and the SQL that loads it.
+
+The sender reads whole subscriptions by id (`load_many`); fanout reads only routes, the id
+and park of each subscription an (tenant, event type) goes to (`load_routes`), answered by
+the indexes of migrations 0001 and 0020 whatever the size of the table.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from shared.secretbox import SecretBox
+from shared.errors import ConfigurationError
+from shared.matching import candidate_keys
+from shared.secretbox import ENCRYPTED_PREFIX, SecretBox
 from shared.signing import secret_bytes
 
 _COLUMNS = (
@@ -73,3 +82,85 @@ async def load_one(
         subscription_id,
     )
     return from_row(row, box) if row else None
+
+
+async def load_many(
+    conn: asyncpg.Connection, subscription_ids: Sequence[str], box: SecretBox
+) -> dict[str, Subscription | Exception]:
+    """The subscriptions of `subscription_ids` that exist and are not deleted, by id.
+
+    A row whose secret does not open is there as its error (ConfigurationError or
+    ValueError), so one unreadable row fails only what needs that subscription.
+    """
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM subscriptions WHERE id = ANY($1::text[]) AND deleted_at IS NULL",
+        list(subscription_ids),
+    )
+    found: dict[str, Subscription | Exception] = {}
+    for row in rows:
+        try:
+            found[row["id"]] = from_row(row, box)
+        except (ConfigurationError, ValueError) as exc:
+            found[row["id"]] = exc
+    return found
+
+
+async def check_secret_key(conn: asyncpg.Connection, box: SecretBox) -> None:
+    """Open one stored encrypted secret: raises ConfigurationError when the key cannot."""
+    sealed = await conn.fetchval(
+        "SELECT secret FROM subscriptions WHERE deleted_at IS NULL AND secret LIKE $1 LIMIT 1",
+        ENCRYPTED_PREFIX + "%",
+    )
+    if sealed is not None:
+        box.open(sealed)
+
+
+RouteKey = tuple[str | None, str]
+"""(tenant id, event type): the tenant rule is part of the key (CONTRACT section 3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where fanout sends an event: an enabled subscription's id, and its park if any."""
+
+    id: str
+    parked_until: datetime | None = None
+    """While in the future, fanout parks new deliveries in a retry queue (a stuck target)."""
+
+
+# One statement for every key of a batch: each (key, candidate pattern) pair finds the live
+# enabled subscriptions of that tenant listing that pattern. With a tenant, the index on
+# (tenant_id, id) narrows to the tenant's few rows; without, the GIN index on event_types of
+# the untenanted rows answers `@>`. UNION: a subscription listing `invoice.*` and
+# `invoice.paid` is one route.
+_ROUTES = """
+SELECT k.i, s.id, s.parked_until
+FROM unnest($1::int[], $2::text[], $3::text[]) AS k(i, tenant, pattern)
+JOIN subscriptions AS s ON s.tenant_id = k.tenant
+WHERE k.tenant IS NOT NULL AND s.event_types @> ARRAY[k.pattern]
+  AND s.status = 'enabled' AND s.deleted_at IS NULL
+UNION
+SELECT k.i, s.id, s.parked_until
+FROM unnest($1::int[], $2::text[], $3::text[]) AS k(i, tenant, pattern)
+JOIN subscriptions AS s ON s.event_types @> ARRAY[k.pattern]
+WHERE k.tenant IS NULL AND s.tenant_id IS NULL
+  AND s.status = 'enabled' AND s.deleted_at IS NULL
+"""
+
+
+async def load_routes(
+    conn: asyncpg.Connection, keys: Sequence[RouteKey]
+) -> dict[RouteKey, tuple[Route, ...]]:
+    """The routes of each key, every key answered (an empty tuple when nothing matches)."""
+    indexes: list[int] = []
+    tenants: list[str | None] = []
+    patterns: list[str] = []
+    for i, (tenant, event_type) in enumerate(keys):
+        for pattern in candidate_keys(event_type):
+            indexes.append(i)
+            tenants.append(tenant)
+            patterns.append(pattern)
+    found: list[list[Route]] = [[] for _ in keys]
+    for row in await conn.fetch(_ROUTES, indexes, tenants, patterns):
+        found[row["i"]].append(Route(sys.intern(row["id"]), row["parked_until"]))
+    return {key: tuple(routes) for key, routes in zip(keys, found, strict=True)}

@@ -15,9 +15,8 @@ from shared.batching import BatchWriter
 from shared.db import create_pool
 from shared.logging import get_logger
 from shared.ops import Readiness
-from shared.secretbox import SecretBox
+from shared.routing_cache import RoutingCache
 from shared.settings import Settings
-from shared.subscription_cache import SubscriptionCache
 from shared.topology import Topology
 
 log = get_logger("fanout")
@@ -33,7 +32,9 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
     async with AsyncExitStack() as stack:
         pool = await create_pool(database_url, size=settings.db_pool_size)
         stack.push_async_callback(pool.close)
-        cache = SubscriptionCache(database_url, SecretBox(settings.secret_key), service="fanout")
+        cache = RoutingCache(
+            database_url, service="fanout", max_size=settings.fanout_route_cache_size
+        )
         await cache.start()
         stack.push_async_callback(cache.close)
 

@@ -34,8 +34,8 @@ from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED, FANOUT_DELIVERIES
 from shared.models import H_ERROR, EventMessage
 from shared.retry import RetrySchedule
-from shared.subscription_cache import SubscriptionCache
-from shared.subscriptions import Subscription
+from shared.routing_cache import RoutingCache
+from shared.subscriptions import Route
 from shared.topology import Topology
 
 log = get_logger("fanout")
@@ -52,7 +52,7 @@ class Router:
     def __init__(
         self,
         *,
-        cache: SubscriptionCache,
+        cache: RoutingCache,
         writer: BatchWriter[DeliveryRow],
         publisher: DeliveryPublisher,
         default_exchange: AbstractExchange,
@@ -110,13 +110,13 @@ class Router:
             return
         # Sees every subscription committed before the event was consumed, hence before it
         # was published: "create a subscription, then publish" never misses.
+        key = (event.tenant_id, event.event_type)
         try:
-            await self._cache.sync()
+            subscriptions = list((await self._cache.current([key]))[key])
         except StorageUnavailable as exc:
             self.storage_ok = False
             await self._retry_later(message, event.event_id, exc)
             return
-        subscriptions = self._cache.match(event.event_type, event.tenant_id)
         if not subscriptions:
             await _settle(message.ack())
             return
@@ -139,7 +139,7 @@ class Router:
         FANOUT_DELIVERIES.inc(len(rows))
         await _settle(message.ack())
 
-    def _parked(self, subscriptions: list[Subscription]) -> dict[str, str] | None:
+    def _parked(self, subscriptions: list[Route]) -> dict[str, str] | None:
         """Subscription id -> retry queue, for those parked now (see services.sender.park).
 
         The queue's delay is the time the park has left, rounded down to a queue delay (never

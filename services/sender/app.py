@@ -39,7 +39,9 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
     async with AsyncExitStack() as stack:
         pool = await create_pool(database_url, size=settings.db_pool_size)
         stack.push_async_callback(pool.close)
-        cache = SubscriptionCache(database_url, box, service="sender")
+        cache = SubscriptionCache(
+            database_url, box, service="sender", max_size=settings.sender_subscription_cache_size
+        )
         await cache.start()
         stack.push_async_callback(cache.close)
         connection = await connect(settings, "sender")

@@ -21,7 +21,6 @@ import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -47,7 +46,7 @@ from shared.runtime import drain_tasks
 from shared.secretbox import SecretBox
 from shared.settings import Settings
 from shared.subscription_cache import SubscriptionCache
-from shared.subscriptions import Subscription, load_one
+from shared.subscriptions import Subscription
 
 log = get_logger("sender")
 
@@ -349,13 +348,9 @@ class DeliveryWorker:
         return result, started_at
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:
-        sub = self._p.cache.get(subscription_id)
-        if sub is not None:
-            return sub
-        # A subscription created a moment ago may have reached fanout's cache before ours:
-        # ask the database before calling it deleted.
-        async with self._p.pool.acquire() as conn:
-            return await load_one(cast(asyncpg.Connection, conn), subscription_id, self._p.box)
+        # A miss is read from Postgres, in one query with the other misses of the moment
+        # (a batch message's deliveries): None means deleted, not merely not cached.
+        return await self._p.cache.get(subscription_id)
 
     async def _cancel(self, msg: DeliveryMessage, *, deleted: bool) -> None:
         await self._p.attempt_log.record(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -44,6 +44,15 @@ async def eventually(check: Callable[[], bool], within_s: float = 1.0) -> None:
     """Wait until `check()` holds; fail after `within_s`."""
     deadline = asyncio.get_running_loop().time() + within_s
     while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not true within {within_s}s")
+        await asyncio.sleep(0.01)
+
+
+async def eventually_async(check: Callable[[], Awaitable[bool]], within_s: float = 1.0) -> None:
+    """Wait until `await check()` holds; fail after `within_s`."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not await check():
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"not true within {within_s}s")
         await asyncio.sleep(0.01)

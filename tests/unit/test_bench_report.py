@@ -117,3 +117,28 @@ def test_repeated_passes_are_judged_on_the_median_and_the_worst_loss() -> None:
     table = render_summary(passes)
     assert "worst of 3" in table
     assert "(3 passes" in table
+
+
+def _many(rate: float, baseline_rate: float, *, rss_mb: int, ready_s: float) -> ScenarioResult:
+    many = _result("many-subscriptions", rate, rss_mb=rss_mb)
+    many.peak_rss_bytes["fanout"] = rss_mb * MB
+    many.ready_s = {"fanout": ready_s, "sender": ready_s, "ingest": 9.0}
+    many.api_p99_ms = {"GET /v1/deliveries/{id}": 12.0, "GET /v1/subscriptions": 70.0}
+    many.baseline = _result("many-subscriptions-10", baseline_rate)
+    return many
+
+
+def test_many_subscriptions_is_judged_on_memory_readiness_api_and_the_10_sub_run() -> None:
+    status = _status({"many-subscriptions": _many(950, 1000, rss_mb=120, ready_s=1.5)})
+    assert status["many-subscriptions: deliveries/s vs 2 subscriptions"] == "met"
+    assert status["many-subscriptions: fanout peak RSS"] == "met"
+    assert status["many-subscriptions: sender ready after"] == "met"
+    assert status["many-subscriptions: ingest ready after"] == ""
+    assert status["many-subscriptions: API p99 GET /v1/deliveries/{id}"] == "met"
+    assert status["many-subscriptions: API p99 GET /v1/subscriptions"] == "missed"
+    assert "many-subscriptions-10: deliveries/s" in status  # the reference is shown too
+
+    status = _status({"many-subscriptions": _many(800, 1000, rss_mb=1700, ready_s=13.5)})
+    assert status["many-subscriptions: deliveries/s vs 2 subscriptions"] == "missed"
+    assert status["many-subscriptions: fanout peak RSS"] == "missed"
+    assert status["many-subscriptions: fanout ready after"] == "missed"

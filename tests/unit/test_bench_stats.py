@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stats import Receipt, analyse, percentile, rate_per_s, ratio
+from bench.stats import Receipt, analyse, analyse_pairs, percentile, rate_per_s, ratio
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -64,3 +64,15 @@ def test_rates_and_ratios_refuse_empty_spans() -> None:
     assert ratio(1.0, 4.0) == 0.25
     assert ratio(1.0, 0.0) is None
     assert ratio(None, 4.0) is None
+
+
+def test_pairs_expect_each_event_at_its_own_subscription_only() -> None:
+    sub_of_seq = [3, 0, 3]
+    receipts = [
+        (3, 0, "evt_0", 0.0, 0.010),
+        (0, 1, "evt_1", 0.0, 0.020),
+        (0, 1, "evt_1", 0.0, 0.030),  # a duplicate
+        (1, 2, "evt_2", 0.0, 0.040),  # the wrong subscription
+    ]
+    stats = analyse_pairs(receipts, sub_of_seq)
+    assert (stats.expected, stats.lost, stats.duplicated, stats.unexpected) == (3, 1, 1, 1)

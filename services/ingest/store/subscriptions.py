@@ -19,14 +19,23 @@ INSERT INTO subscriptions (id, url, event_types, description, tenant_id, secret)
 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}
 """
 _GET = f"SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND {_LIVE}"
-_LIST = f"""
-SELECT {COLUMNS} FROM subscriptions
-WHERE {_LIVE}
-  AND ($1::text IS NULL OR id > $1)
+# Two statements, not one with `($4 IS NULL OR tenant_id = $4)`: the generic plan of that
+# one could not use an index on the tenant, and a tenant's page would scan every id (issue
+# 17). `id > $1` (never NULL: '' sorts first) keeps the cursor an index bound, not a filter.
+_LIST_FILTERS = """
+  AND id > $1
   AND ($2::text[] IS NULL OR event_types && $2)
   AND ($3::text IS NULL OR status = $3)
-  AND ($4::text IS NULL OR tenant_id = $4)
-ORDER BY id LIMIT $5
+"""
+_LIST = f"""
+SELECT {COLUMNS} FROM subscriptions
+WHERE {_LIVE} {_LIST_FILTERS}
+ORDER BY id LIMIT $4
+"""
+_LIST_OF_TENANT = f"""
+SELECT {COLUMNS} FROM subscriptions
+WHERE {_LIVE} AND tenant_id = $5 {_LIST_FILTERS}
+ORDER BY id LIMIT $4
 """
 _ROTATE = f"""
 UPDATE subscriptions
@@ -80,8 +89,11 @@ async def list_page(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Up to `limit` subscriptions after `after_id`, oldest first, with any of `patterns`."""
+    args = (after_id or "", patterns, status, limit)
     async with connection(pool) as conn:
-        return list(await conn.fetch(_LIST, after_id, patterns, status, tenant_id, limit))
+        if tenant_id is None:
+            return list(await conn.fetch(_LIST, *args))
+        return list(await conn.fetch(_LIST_OF_TENANT, *args, tenant_id))
 
 
 async def update(

@@ -1,0 +1,222 @@
+"""The LISTEN connection behind the subscription caches: notifications, round trips, reconnects.
+
+One dedicated connection LISTENs on `hookline_subscriptions` (the trigger of migration 0001
+notifies the changed row's id) and carries the caches' reads, one at a time under a lock.
+Reading on the listening connection is what keeps a cache honest: Postgres sends a
+notification before the answer of any query that started after the change was committed,
+so a cache drops what the change made stale before it stores what a later query read.
+
+When the connection is lost, the listener reconnects with a capped backoff and calls
+`on_reset` (the cache forgets everything: notifications sent meanwhile are gone); it reports
+not ready until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from shared.errors import DATABASE_ERRORS, StorageUnavailable
+from shared.logging import get_logger
+
+CHANNEL = "hookline_subscriptions"
+
+_BACKOFF_FIRST_S = 0.1
+_BACKOFF_MAX_S = 5.0
+_KEEPALIVE_S = 5.0
+"""How often the idle LISTEN connection is probed, so a silently dead one is noticed."""
+QUERY_TIMEOUT_S = 10.0
+
+T = TypeVar("T")
+
+log = get_logger("subscription_cache")
+
+
+class SubscriptionListener:
+    """LISTENs for subscription changes and runs the caches' queries on the same connection.
+
+    `on_notify(subscription_id)` is called synchronously for each notification, in order;
+    `on_reset()` on every (re)connection, before the listener reports ready again.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        service: str,
+        on_notify: Callable[[str], None],
+        on_reset: Callable[[], None],
+    ) -> None:
+        self._database_url = database_url
+        self._service = service
+        self._on_notify_cb = on_notify
+        self._on_reset = on_reset
+        self._conn: asyncpg.Connection | None = None
+        self._connected = False
+        self._closing = False
+        # One query at a time on the one connection (asyncpg allows no more), in order.
+        self._lock = asyncio.Lock()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._next_sync: asyncio.Future[None] | None = None
+        self._lost = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """True while the LISTEN connection is up (changes are being heard)."""
+        return self._connected and not self._lost.is_set()
+
+    async def start(self) -> None:
+        """Connect and LISTEN. Raises StorageUnavailable when Postgres cannot be reached."""
+        try:
+            await self._connect()
+        except DATABASE_ERRORS as exc:
+            await self._drop_connection()
+            raise StorageUnavailable(f"cannot listen for subscription changes: {exc}") from exc
+        self._watch_task = asyncio.create_task(
+            self._watch(), name=f"subscription-cache-watch-{self._service}"
+        )
+
+    async def close(self) -> None:
+        """Stop listening and close the connection."""
+        self._closing = True
+        tasks = [t for t in (self._watch_task, self._sync_task) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._drop_connection()
+
+    def ready(self) -> bool:
+        """True while the LISTEN connection is up and watched."""
+        watching = self._watch_task is not None and not self._watch_task.done()
+        return self.connected and watching
+
+    async def run(self, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `query` on the listening connection, alone.
+
+        Raises StorageUnavailable while the connection is down or when the query fails for
+        want of Postgres (the connection is then reset, and every cache with it).
+        """
+        async with self._lock:
+            conn = self._conn
+            if conn is None or not self.connected:
+                raise StorageUnavailable("the subscription cache is reconnecting to Postgres")
+            try:
+                return await query(conn)
+            except DATABASE_ERRORS as exc:
+                self._mark_lost(f"{type(exc).__name__}: {exc}")
+                raise StorageUnavailable(f"cannot read subscriptions: {exc}") from exc
+
+    async def sync(self) -> None:
+        """Return once every change committed before this call has been notified.
+
+        One round trip on the LISTEN connection, shared by every caller waiting meanwhile:
+        Postgres sends the notifications of earlier commits before it answers.
+
+        Raises StorageUnavailable while the connection is down, and when the round trip
+        failed: notifications may then be missing. The caller retries later.
+        """
+        if not self.ready():
+            raise StorageUnavailable("the subscription cache is reconnecting to Postgres")
+        waiter = self._next_sync
+        if waiter is None:
+            waiter = self._next_sync = asyncio.get_running_loop().create_future()
+            if self._sync_task is None or self._sync_task.done():
+                self._sync_task = asyncio.create_task(
+                    self._run_syncs(), name=f"subscription-cache-sync-{self._service}"
+                )
+        await asyncio.shield(waiter)
+        if not self.ready():
+            raise StorageUnavailable("the subscription cache lost its Postgres connection")
+
+    async def _run_syncs(self) -> None:
+        # Callers arriving while a round trip is out wait for the next one: the round trip
+        # they need must start after they asked.
+        while (waiter := self._next_sync) is not None:
+            self._next_sync = None
+            try:
+                await self._probe()
+            finally:
+                # Even after a failed round trip: callers then see `ready()` false.
+                waiter.set_result(None)
+
+    # The connection
+
+    async def _connect(self) -> None:
+        async with self._lock:
+            conn = await asyncpg.connect(self._database_url, timeout=QUERY_TIMEOUT_S)
+            self._conn = conn
+            conn.add_termination_listener(self._on_terminated)
+            await conn.add_listener(CHANNEL, self._on_notify)
+            # Whatever was cached may have changed unheard while not listening.
+            self._on_reset()
+            self._connected = True
+            self._lost.clear()
+        log.info("subscription_listener_connected", service=self._service)
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self._connected = False
+        if conn is None or conn.is_closed():
+            return
+        conn.remove_termination_listener(self._on_terminated)
+        try:
+            await asyncio.wait_for(conn.close(), timeout=2.0)
+        except DATABASE_ERRORS:
+            conn.terminate()
+
+    def _on_terminated(self, conn: Any) -> None:
+        if conn is self._conn and not self._closing:
+            self._mark_lost("connection closed")
+
+    def _mark_lost(self, reason: str) -> None:
+        if not self._lost.is_set():
+            log.warning("subscription_listener_lost", service=self._service, reason=reason)
+        self._connected = False
+        self._lost.set()
+
+    async def _watch(self) -> None:
+        """Probe the connection while it is up; reconnect when it is lost."""
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), timeout=_KEEPALIVE_S)
+            except TimeoutError:
+                await self._probe()
+                continue
+            await self._reconnect()
+
+    async def _probe(self) -> None:
+        async with self._lock:
+            conn = self._conn
+            if conn is None or not self._connected:
+                return  # the watcher is reconnecting
+            try:
+                await conn.execute("SELECT 1", timeout=QUERY_TIMEOUT_S)
+            except DATABASE_ERRORS as exc:
+                self._mark_lost(f"{type(exc).__name__}: {exc}")
+
+    async def _reconnect(self) -> None:
+        delay_s = _BACKOFF_FIRST_S
+        while True:
+            await self._drop_connection()
+            try:
+                await self._connect()
+            except DATABASE_ERRORS as exc:
+                log.warning(
+                    "subscription_listener_reconnect_failed",
+                    service=self._service,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, _BACKOFF_MAX_S)
+                continue
+            log.info("subscription_listener_reconnected", service=self._service)
+            return
+
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        if conn is self._conn:
+            self._on_notify_cb(str(payload))
