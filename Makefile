@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := services shared tests $(wildcard bench)
+LINT_PATHS := services shared tests $(wildcard bench) client
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 # A fixed token only for `make run` on a laptop, so the tour's curl commands work as printed.
@@ -25,7 +25,7 @@ help:
 install: $(STAMP)
 
 # The stamp makes `install` a no-op until pyproject.toml changes.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then \
 	  if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -39,6 +39,7 @@ $(STAMP): pyproject.toml
 	  $(PYTHON) -m venv $(VENV); \
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e './client[outbox]'
 	@touch $(STAMP)
 
 services:
@@ -64,7 +65,7 @@ typecheck: install
 
 # pytest prints its own summary line; its exit code is make's.
 test: install services lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/e2e
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/e2e client/tests
 
 bench: install services
 	$(BIN)/python -m bench $(BENCH_ARGS)

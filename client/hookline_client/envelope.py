@@ -83,9 +83,7 @@ def check_type(type: object) -> str:
 
 def check_key(key: object) -> str:
     if not isinstance(key, str) or not 1 <= len(key) <= KEY_MAX or "\x00" in key:
-        raise ValueError(
-            f"invalid id {key!r}: a string of 1 to {KEY_MAX} characters without NUL"
-        )
+        raise ValueError(f"invalid id {key!r}: a string of 1 to {KEY_MAX} characters without NUL")
     return key
 
 

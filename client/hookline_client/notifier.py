@@ -36,6 +36,7 @@ _BROKEN = (
     aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError,
     OSError,
+    RuntimeError,  # aiormq's "<Connection ...> closed"
 )
 """Failures of the connection itself: the events are sent again on a new one."""
 
@@ -183,7 +184,8 @@ class AsyncNotifier:
             if self._closed:
                 raise RuntimeError("this notifier is closed")
             if self._exchange is not None and self._channel is not None:
-                if not self._channel.is_closed:
+                connection = self._connection
+                if not self._channel.is_closed and connection and not connection.is_closed:
                     return self._exchange
             return await self._open(deadline, key)
 
@@ -214,9 +216,12 @@ class AsyncNotifier:
 
     async def _open_once(self) -> AbstractExchange:
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect(
-                self._amqp_url, client_properties={"connection_name": self._connection_name}
+            # Kept before it connects, so that `_drop` closes a failed attempt too.
+            self._connection = aio_pika.Connection(
+                aio_pika.connection.make_url(self._amqp_url),
+                client_properties={"connection_name": self._connection_name},
             )
+            await self._connection.connect()
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
@@ -227,7 +232,7 @@ class AsyncNotifier:
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
         self._channel = self._exchange = None
-        if connection is not None and not connection.is_closed:
+        if connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 2.0)
 
