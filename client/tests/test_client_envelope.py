@@ -71,7 +71,7 @@ def test_the_key_is_the_given_id_or_a_new_unique_one() -> None:
 
 async def test_async_notify_raises_value_error_before_connecting() -> None:
     notifier = AsyncNotifier(UNREACHABLE, timeout_s=1)
-    with pytest.raises(ValueError, match="invalid event type 'Invoice.Paid'"):
+    with pytest.raises(ValueError, match=r"invalid event type 'Invoice\.Paid'"):
         await notifier.notify("Invoice.Paid", {})
     with pytest.raises(ValueError, match="event 1: invalid event type"):
         await notifier.notify_many([{"type": "a.b"}, {"type": "nope"}])

@@ -80,7 +80,7 @@ async def test_a_namespace_without_hookline_raises_unroutable() -> None:
 async def test_no_broker_raises_unreachable_within_the_bound() -> None:
     notifier = AsyncNotifier("amqp://guest:guest@127.0.0.1:1/", timeout_s=1)
     with pytest.raises(
-        PublishError, match="unreachable: .*cannot reach the broker within 1s"
+        PublishError, match=r"unreachable: .*cannot reach the broker within 1s"
     ) as caught:
         await notifier.notify("invoice.paid", {}, id="k-1")
     assert caught.value.key == "k-1"
