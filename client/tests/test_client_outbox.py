@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -16,7 +15,6 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 from conftest import AMQP_URL, Ingest
-
 from hookline_client import outbox
 from hookline_client.outbox.relay import CRASH_AFTER_CONFIRM_ENV, Relay, RelayConfig
 
@@ -45,14 +43,16 @@ async def relays(database_url: str, namespace: str, count: int = 1) -> AsyncIter
         await asyncio.gather(*tasks)
 
 
+async def count_of(conn: asyncpg.Connection, where: str = "true") -> int:
+    found: int = await conn.fetchval(f"SELECT count(*) FROM hookline_outbox WHERE {where}")
+    return found
+
+
 async def wait_published(conn: asyncpg.Connection, count: int, timeout_s: float = 30) -> None:
     async with asyncio.timeout(timeout_s):
-        while (
-            await conn.fetchval(
-                "SELECT count(*) FROM hookline_outbox WHERE published_at IS NOT NULL"
-            )
-            < count
-        ):
+        while True:
+            if await count_of(conn, "published_at IS NOT NULL") >= count:
+                return
             await asyncio.sleep(0.05)
 
 
@@ -64,11 +64,12 @@ async def test_migrate_is_idempotent(producer_db: str) -> None:
     finally:
         await conn.close()
     command = [sys.executable, "-m", "hookline_client.outbox.cli", "migrate"]
-    result = subprocess.run(
-        [*command, "--database-url", producer_db], capture_output=True, text=True, timeout=60
+    proc = await asyncio.create_subprocess_exec(
+        *command, "--database-url", producer_db, stdout=asyncio.subprocess.PIPE
     )
-    assert result.returncode == 0, result.stderr
-    assert "outbox migrations applied: 0" in result.stdout
+    stdout, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    assert b"outbox migrations applied: 0" in stdout
 
 
 async def test_committed_rows_are_published_once_rolled_back_never(
@@ -189,7 +190,9 @@ async def test_published_rows_are_removed_after_the_retention(
         await ingest.take(1)
         # The first round publishes the row, then purges what is older than the retention.
         async with asyncio.timeout(30):
-            while await producer.fetchval("SELECT count(*) FROM hookline_outbox"):
+            while True:
+                if await count_of(producer) == 0:
+                    break
                 await asyncio.sleep(0.05)
     finally:
         stop.set()
