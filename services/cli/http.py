@@ -36,8 +36,11 @@ class ApiError(Exception):
 
     def lines(self) -> list[str]:
         """What to print on stderr: the problem's title and detail, then each invalid field."""
-        head = f"error: {self.message}"
         fields = self.problem.get("errors") or []
+        if not fields:
+            return [f"error: {self.message}"]
+        # The detail repeats the fields; one line each reads better.
+        head = f"error: {self.status} {self.problem.get('title', '')}".rstrip() + ":"
         return [head, *(f"  {e.get('field', '?')}: {e.get('message', '')}" for e in fields)]
 
 
