@@ -116,8 +116,8 @@ class AsyncNotifier:
         """
         checked = []
         for position, item in enumerate(events):
-            event = item if isinstance(item, Event) else Event(**item)
             try:
+                event = item if isinstance(item, Event) else Event(**item)
                 checked.append(
                     envelope(
                         event.type,
@@ -127,7 +127,7 @@ class AsyncNotifier:
                         max_payload=self.max_payload,
                     )
                 )
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 raise ValueError(f"event {position}: {exc}") from None
         return await self.publish_envelopes(checked)
 

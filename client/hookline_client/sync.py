@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
 from typing import Any, TypeVar
@@ -41,7 +41,7 @@ os.register_at_fork(after_in_child=_forget_all_after_fork)
 class _Worker:
     """An event loop in a daemon thread, with the AsyncNotifier living on it."""
 
-    def __init__(self, make: Any) -> None:
+    def __init__(self, make: Callable[[], AsyncNotifier]) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
@@ -51,9 +51,8 @@ class _Worker:
         self.notifier: AsyncNotifier = self.run(self._make(make), None)
 
     @staticmethod
-    async def _make(make: Any) -> AsyncNotifier:
-        notifier: AsyncNotifier = make()
-        return notifier
+    async def _make(make: Callable[[], AsyncNotifier]) -> AsyncNotifier:
+        return make()  # on the loop, where the notifier will run
 
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -111,8 +111,11 @@ class Relay:
             log.info("outbox_relay_listening namespace=%s", self.config.namespace)
             while not stop.is_set() and not conn.is_closed():
                 self._wake.clear()
-                published = await self.relay_once(conn, notifier)
-                await self._housekeeping(conn)
+                try:
+                    published = await self.relay_once(conn, notifier)
+                finally:
+                    # Also when publishing fails: the backlog gauges matter most then.
+                    await self._housekeeping(conn)
                 if published >= self.config.batch_size:
                     continue
                 await _wait_any(self._wake, stop, self.config.poll_interval_s)
