@@ -206,3 +206,25 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def test_rows_wait_and_show_as_pending_while_hookline_is_absent(
+    producer: asyncpg.Connection, producer_db: str
+) -> None:
+    for i in range(2):
+        await outbox.notify(producer, "invoice.paid", {"n": i})
+    port = _free_port()
+    command = [sys.executable, "-m", "hookline_client.outbox.cli", "relay"]
+    args = ["--database-url", producer_db, "--amqp-url", AMQP_URL, "--namespace", "nothing-here"]
+    args += ["--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+    proc = await asyncio.create_subprocess_exec(*command, *args, stderr=asyncio.subprocess.PIPE)
+    try:
+        failed = 'hookline_outbox_publish_failures_total{reason="unroutable"} 2.0'
+        text = await asyncio.to_thread(_metrics_when, port, failed)
+        assert "hookline_outbox_pending_rows 2.0" in text
+        assert await count_of(producer, "published_at IS NULL") == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    assert b"exchange nothing-here.ingest does not exist" in err
