@@ -142,6 +142,7 @@ class AsyncNotifier:
         while todo:
             try:
                 exchange = await self._ready_exchange(deadline, envelopes[todo[0]].key)
+                connection = self._connection
             except PublishError as exc:
                 outcome.update((i, exc) for i in todo)
                 break
@@ -155,7 +156,7 @@ class AsyncNotifier:
             todo = broken
             if broken:
                 log.warning("hookline_connection_lost", extra={"events": len(broken)})
-                await self._drop()
+                await self._drop(only=connection)
         return _keys_or_raise(envelopes, outcome, self.exchange_name)
 
     async def _publish_one(
@@ -229,7 +230,11 @@ class AsyncNotifier:
         self._exchange = await self._channel.get_exchange(self.exchange_name, ensure=True)
         return self._exchange
 
-    async def _drop(self) -> None:
+    async def _drop(self, only: AbstractConnection | None = None) -> None:
+        """Forget and close the connection; with `only`, just when it is still that one
+        (a concurrent call may already have opened the next)."""
+        if only is not None and self._connection is not only:
+            return
         connection, self._connection = self._connection, None
         self._channel = self._exchange = None
         if connection is not None:
