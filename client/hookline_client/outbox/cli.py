@@ -37,6 +37,13 @@ def duration_s(text: str) -> float:
     return float(match[1]) * _UNITS[match[2]]
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
 
@@ -65,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("HOOKLINE_NAMESPACE", "hookline"),
         help="Hookline's namespace: events go to {namespace}.ingest (env HOOKLINE_NAMESPACE)",
     )
-    relay.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
+    relay.add_argument("--batch-size", type=positive_int, default=500, help="rows per transaction")
     relay.add_argument(
         "--poll-interval", type=duration_s, default=10.0, help="safety poll besides LISTEN"
     )

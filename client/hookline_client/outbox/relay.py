@@ -93,6 +93,8 @@ class Relay:
                 try:
                     await self._serve(notifier, stop)
                     backoff_s = _BACKOFF_FIRST_S
+                except asyncpg.UndefinedTableError as exc:
+                    log.error("outbox_not_migrated: %s (run `hookline-outbox migrate`)", exc)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("outbox_database_unavailable: %s", exc)
                 except PublishError as exc:
