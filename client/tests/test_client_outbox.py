@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
-from conftest import AMQP_URL, Ingest
+from conftest import AMQP_URL, Ingest, close_connections_named
 from hookline_client import outbox
 from hookline_client.outbox.relay import CRASH_AFTER_CONFIRM_ENV, Relay, RelayConfig
 
@@ -228,3 +229,17 @@ async def test_rows_wait_and_show_as_pending_while_hookline_is_absent(
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
     assert b"exchange nothing-here.ingest does not exist" in err
+
+
+async def test_the_relay_reconnects_after_its_broker_connection_is_closed(
+    producer: asyncpg.Connection, producer_db: str, ingest: Ingest
+) -> None:
+    name = f"hookline-outbox-relay {socket.gethostname()}:{os.getpid()}"
+    async with relays(producer_db, ingest.namespace):
+        await outbox.notify(producer, "invoice.paid", {}, id="before-outage")
+        await wait_published(producer, 1)
+        assert await asyncio.to_thread(close_connections_named, name) == 1
+        await outbox.notify(producer, "invoice.paid", {}, id="after-outage")
+        await wait_published(producer, 2)
+    keys = sorted(json.loads(m.body)["id"] for m in await ingest.take(2))
+    assert keys == ["after-outage", "before-outage"]
