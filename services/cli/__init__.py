@@ -7,8 +7,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from shared.runtime import Component
+if TYPE_CHECKING:  # the services' imports cost a second: not for `hookline subscriptions`
+    from shared.runtime import Component
 
 
 def _components(name: str) -> list[tuple[str, Component]]:
