@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := services shared tests $(wildcard bench)
+LINT_PATHS := services shared tests $(wildcard bench) client
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 # A fixed token only for `make run` on a laptop, so the tour's curl commands work as printed.
@@ -28,7 +28,7 @@ install: $(STAMP)
 	@scripts/ensure-chromium.sh
 
 # The stamp makes `install` a no-op until pyproject.toml changes.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then \
 	  if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -43,6 +43,7 @@ $(STAMP): pyproject.toml
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@$(MAKE) --no-print-directory promtool
+	$(BIN)/python -m pip install --quiet -e './client[outbox]'
 	@touch $(STAMP)
 
 # promtool (Debian's `prometheus` package) checks and unit-tests deploy/prometheus/alerts.yaml.
@@ -80,7 +81,7 @@ typecheck: install
 
 # pytest prints its own summary line; its exit code is make's.
 test: install services lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/e2e
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/e2e client/tests
 
 bench: install services
 	$(BIN)/python -m bench $(BENCH_ARGS)

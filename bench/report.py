@@ -94,6 +94,11 @@ def _scenario_figures(result: ScenarioResult, ceiling: ScenarioResult | None) ->
         )
         figures += [
             Figure(f"{n}: events/s confirmed", result.events_per_s_confirmed, "/s"),
+            *(
+                [Figure(f"{n}: events/s commit to confirm", result.events_per_s_relayed, "/s")]
+                if result.events_per_s_relayed is not None
+                else []
+            ),
             Figure(f"{n}: events/s stored", result.events_per_s_stored, "/s"),
             Figure(f"{n}: latency p50", d.p50_ms, "ms"),
             Figure(f"{n}: latency p95", d.p95_ms, "ms"),

@@ -70,6 +70,8 @@ class ScenarioResult:
     """Subscriptions 1..S-1 only: the noisy run's healthy ones, and the same set in fanout."""
     events_per_s_confirmed: float | None = None
     events_per_s_stored: float | None = None
+    events_per_s_relayed: float | None = None
+    """The relay scenario: outbox rows from the first commit to the last confirmed mark."""
     peak_rss_bytes: dict[str, int | None] = field(default_factory=dict)
     cpu_seconds: dict[str, float | None] = field(default_factory=dict)
     """CPU seconds of each process from publish start to the last receipt."""
@@ -386,12 +388,19 @@ async def run_many_subscriptions(plan: Plan, receiver: Receiver) -> ScenarioResu
     return await run(plan, receiver)
 
 
+async def run_relay(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    from bench.relay import run_relay as run  # bench.relay builds on this module
+
+    return await run(plan, receiver)
+
+
 SCENARIOS = {
     "fanout": run_fanout,
     "steady": run_steady,
     "noisy": run_noisy,
     "ceiling": run_ceiling,
     "many-subscriptions": run_many_subscriptions,
+    "relay": run_relay,
 }
-DEFAULT_SCENARIOS = ("fanout", "steady", "noisy", "ceiling")
+DEFAULT_SCENARIOS = ("fanout", "steady", "noisy", "ceiling", "relay")
 """What runs without `--scenarios`: many-subscriptions takes minutes to load its database."""

@@ -1,4 +1,4 @@
-"""`hookline dead list` and `hookline dead redrive [--subscription ID]`: the dead queue by hand.
+"""The dead queue by hand: what `hookline dead list` and `hookline dead redrive` do.
 
 `list` reads up to `--limit` messages of `{ns}.dead` and puts every one back (nothing is
 consumed away). `redrive` sends dead deliveries to the work queue again as a first attempt,
@@ -10,19 +10,15 @@ that are not delivery messages at all, stay in the dead queue.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 from dataclasses import dataclass, replace
-from typing import TextIO
 
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from shared.amqp import connect, declare, delivery_json_message, publish_confirmed
-from shared.logging import configure_logging, get_logger
+from shared.logging import get_logger
 from shared.models import H_ERROR, DeliveryMessage
-from shared.settings import Settings, load_settings
+from shared.settings import Settings
 from shared.topology import SEND_ROUTING_KEY, Topology
 
 log = get_logger("dead")
@@ -132,24 +128,3 @@ async def redrive(settings: Settings, subscription_id: str | None = None) -> Red
     finally:
         await conn.close()
         await connection.close()
-
-
-def _print_list(entries: list[DeadEntry], out: TextIO) -> None:
-    for entry in entries:
-        print(entry.line(), file=out)
-    print(f"{len(entries)} dead deliveries listed (still in the dead queue)", file=out)
-
-
-def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """The `hookline dead` command; returns the exit code."""
-    settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
-    if args.dead_command == "list":
-        _print_list(asyncio.run(list_dead(settings, getattr(args, "limit", 100))), out)
-        return 0
-    if args.dead_command == "redrive":
-        report = asyncio.run(redrive(settings, getattr(args, "subscription", None)))
-        print(f"{len(report.redriven)} redriven, {report.kept} left in the dead queue", file=out)
-        return 0
-    print(f"unknown dead command {args.dead_command!r}", file=sys.stderr)
-    return 2

@@ -9,7 +9,8 @@ import io
 import aio_pika
 import pytest
 
-from services.sender.dead import list_dead, main, redrive
+from services.cli.dead import main
+from services.sender.dead import list_dead, redrive
 from shared.amqp import json_message
 from shared.settings import Settings
 from shared.topology import SEND_ROUTING_KEY, Topology

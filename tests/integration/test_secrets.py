@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from services.secrets_cli import reencrypt
+from services.cli.secrets import reencrypt
 from shared.errors import ConfigurationError
 from shared.secretbox import ENCRYPTED_PREFIX, SecretBox, new_key
 from shared.settings import Settings

@@ -1,4 +1,5 @@
-"""The `hookline` command: migrate, run one service or all, and inspect dead letters."""
+"""The `hookline` command: migrate, run one service or all, the dead queue, secrets at rest,
+and the HTTP API for people (`subscriptions`, `events`, `deliveries`, `event-types`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from shared.durations import parse_duration_s
-from shared.runtime import Component
+
+if TYPE_CHECKING:  # the services' imports cost a second: not for `hookline subscriptions`
+    from shared.runtime import Component
 
 
 def _components(name: str) -> list[tuple[str, Component]]:
@@ -48,7 +52,12 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hookline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="hookline",
+        description=__doc__,
+        epilog="API commands exit 0 when done, 1 when the API refused the request (4xx),"
+        " 2 on a usage error, 3 when the API is unreachable or failed (5xx).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser(
         "migrate", help="create the database if missing, apply migrations"
@@ -65,15 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("ingest", "fanout", "sender"):
         commands.add_parser(name, help=f"run the {name} service in the foreground")
     commands.add_parser("all", help="run ingest, fanout and sender in one process")
-    dead = commands.add_parser("dead", help="inspect and redrive dead-lettered deliveries")
-    dead_commands = dead.add_subparsers(dest="dead_command", required=True)
-    listing = dead_commands.add_parser("list", help="list the deliveries in {ns}.dead")
-    listing.add_argument("--limit", type=int, default=100)
-    redrive = dead_commands.add_parser("redrive", help="send dead deliveries again")
-    redrive.add_argument("--subscription", help="only this subscription's deliveries")
-    from services.secrets_cli import add_parser as add_secrets_parser
+    from services.cli.api import add_parsers as add_api_parsers
+    from services.cli.dead import add_parser as add_dead_parser
+    from services.cli.secrets import add_parser as add_secrets_parser
 
+    add_dead_parser(commands)
     add_secrets_parser(commands)
+    add_api_parsers(commands)
     return parser
 
 
@@ -81,12 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "migrate":
         return _migrate(args)
+    if getattr(args, "api_handler", None) is not None:
+        from services.cli.api import run as run_api
+
+        return run_api(args)
     if args.command == "dead":
-        from services.sender.dead import main as dead_main
+        from services.cli.dead import main as dead_main
 
         return dead_main(args)
     if args.command == "secrets":
-        from services.secrets_cli import main as secrets_main
+        from services.cli.secrets import main as secrets_main
 
         return secrets_main(args)
     from shared.runtime import run_service
