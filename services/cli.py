@@ -25,14 +25,14 @@ def _components(name: str) -> list[tuple[str, Component]]:
     return [(name, table[name])]
 
 
-def _migrate() -> int:
+def _migrate(up_to: int | None) -> int:
     from shared.db import migrate
     from shared.logging import configure_logging
     from shared.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    applied = asyncio.run(migrate(settings.database_url.get_secret_value()))
+    applied = asyncio.run(migrate(settings.database_url.get_secret_value(), up_to=up_to))
     print(f"migrations applied: {len(applied)}" + (f" ({', '.join(applied)})" if applied else ""))
     return 0
 
@@ -40,7 +40,16 @@ def _migrate() -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="create the database if missing, apply migrations")
+    migrate = commands.add_parser(
+        "migrate", help="create the database if missing, apply migrations"
+    )
+    migrate.add_argument(
+        "--to",
+        type=int,
+        dest="up_to",
+        metavar="VERSION",
+        help="apply migrations up to this version only (a staged upgrade: docs/retention.md)",
+    )
     for name in ("ingest", "fanout", "sender"):
         commands.add_parser(name, help=f"run the {name} service in the foreground")
     commands.add_parser("all", help="run ingest, fanout and sender in one process")
@@ -59,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "migrate":
-        return _migrate()
+        return _migrate(args.up_to)
     if args.command == "dead":
         from services.sender.dead import main as dead_main
 

@@ -103,8 +103,11 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(database_url: str) -> list[str]:
-    """Create the database if missing and apply pending migrations; returns what was applied."""
+async def migrate(database_url: str, *, up_to: int | None = None) -> list[str]:
+    """Create the database if missing and apply pending migrations; returns what was applied.
+
+    `up_to` stops after that version (a staged upgrade applies the rest later).
+    """
     if await create_database_if_missing(database_url):
         log.info("database_created")
     conn = await asyncpg.connect(database_url)
@@ -119,7 +122,7 @@ async def migrate(database_url: str) -> list[str]:
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in migration_files():
-            if version in done:
+            if version in done or (up_to is not None and version > up_to):
                 continue
             async with conn.transaction():
                 await conn.execute(sql)

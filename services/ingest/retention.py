@@ -147,18 +147,19 @@ class Retention:
             return made
 
     async def _periods(self) -> list[Period]:
+        """The periods any table still has partitions of, oldest first."""
         async with connection(self._pool) as conn:
-            rows = await conn.fetch(_PARTITIONS, ["events"])
+            rows = await conn.fetch(_PARTITIONS, list(PARTITIONED))
             legacy_until = await conn.fetchval(_LEGACY_UNTIL)
-        periods = []
+        periods: dict[str, Period] = {}
         for row in rows:
-            suffix = row["name"].removeprefix("events")
+            suffix = row["name"].removeprefix(row["parent"])
             if suffix == "_legacy" and legacy_until is not None:
-                periods.append(Period(suffix, legacy_until))
+                periods[suffix] = Period(suffix, legacy_until)
             elif suffix.startswith("_p"):
                 day = datetime.strptime(suffix[2:], "%Y%m%d").replace(tzinfo=UTC)
-                periods.append(Period(suffix, day + timedelta(days=1)))
-        return sorted(periods, key=lambda p: p.ends_at)
+                periods[suffix] = Period(suffix, day + timedelta(days=1))
+        return sorted(periods.values(), key=lambda p: p.ends_at)
 
     async def _drop_expired(self, now: datetime) -> tuple[list[str], list[str]]:
         cutoff = now - timedelta(seconds=self._retention_s)
