@@ -22,7 +22,8 @@ ALTER INDEX deliveries_id_event RENAME TO deliveries_id_event_legacy;
 ALTER TABLE delivery_attempts RENAME TO delivery_attempts_legacy;
 ALTER INDEX delivery_attempts_delivery RENAME TO delivery_attempts_delivery_legacy;
 ALTER INDEX delivery_attempts_id_attempted RENAME TO delivery_attempts_id_attempted_legacy;
--- Partitions are dropped one table at a time, so no foreign key may tie them to each other.
+-- Partitions are dropped one table at a time, so no foreign key may tie them to each other
+-- (the trigger deliveries_name_events below checks new deliveries instead).
 ALTER TABLE deliveries_legacy DROP CONSTRAINT deliveries_event_id_fkey;
 ALTER TABLE delivery_attempts_legacy DROP CONSTRAINT delivery_attempts_delivery_id_fkey;
 -- The parents' unique keys include the partition key: 0005's unique indexes take over.
@@ -110,6 +111,27 @@ CREATE INDEX deliveries_failed ON deliveries (subscription_id, status, created_a
     WHERE status = 'failed';
 CREATE INDEX deliveries_pending ON deliveries (event_id) WHERE status = 'pending';
 CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
+
+-- What the foreign key deliveries.event_id -> events.id did: a delivery names a stored event
+-- (fanout rejects an event it cannot find as `not_stored`). A foreign key between the
+-- partitioned tables would make every drop of an events partition check all deliveries;
+-- this checks each INSERT statement's new rows at once, through the events' key.
+CREATE FUNCTION hookline_deliveries_name_events() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT n.event_id INTO missing FROM new_deliveries n
+    WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = n.event_id) LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE foreign_key_violation USING
+            MESSAGE = format('a delivery names event %s, which is not stored', missing);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER deliveries_name_events AFTER INSERT ON deliveries
+    REFERENCING NEW TABLE AS new_deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION hookline_deliveries_name_events();
 
 -- Rows outside every daily range (an id not made by shared.ids, a clock far ahead) land here
 -- rather than failing their write; they stay until removed by hand.
