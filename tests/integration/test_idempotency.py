@@ -140,7 +140,7 @@ async def test_over_amqp_scopes_windows_and_conflicts_hold(api: Ingest) -> None:
     acme = {"type": "order.created", "data": {"a": 1, "b": 2}, "id": "o-1", "tenant_id": "acme"}
     await api.publish(acme)
     await api.publish({**acme, "tenant_id": "globex"})
-    first = await api.take(api.events, 2)
+    first = await api.take(api.events, 2, timeout_s=30)
     assert {m.headers[H_TENANT_ID] for m in first} == {"acme", "globex"}
     before = _rejected("idempotency_conflict")
     await api.publish(
@@ -148,7 +148,7 @@ async def test_over_amqp_scopes_windows_and_conflicts_hold(api: Ingest) -> None:
     )
     conflicting = orjson.dumps({**acme, "data": {"a": 1, "b": 3}})
     await api.publish(conflicting)
-    [rejected] = await api.take(await api.rejected_queue(), 1)
+    [rejected] = await api.take(await api.rejected_queue(), 1, timeout_s=30)
     assert rejected.body == conflicting
     assert rejected.headers[H_REASON] == "idempotency_conflict"
     assert first[0].headers["x-hookline-event-id"] in rejected.headers[H_ERROR]
@@ -156,7 +156,7 @@ async def test_over_amqp_scopes_windows_and_conflicts_hold(api: Ingest) -> None:
     assert await api.take(api.events, 1, timeout_s=1) == []
     await _sql(api, "UPDATE idempotency_keys SET accepted_at = now() - interval '2 days'")
     await api.publish({**acme, "data": {"a": 1, "b": 3}})
-    [renewed] = await api.take(api.events, 1)
+    [renewed] = await api.take(api.events, 1, timeout_s=30)
     assert renewed.headers[H_TENANT_ID] == "acme"
     assert renewed.headers["x-hookline-event-id"] not in {
         m.headers["x-hookline-event-id"] for m in first

@@ -26,7 +26,8 @@ _COLUMNS = "id, type, data, tenant_id, idempotency_key, source, created_at, disp
 # in `idempotency_keys`; one past the window ($7 seconds after its first acceptance) is
 # taken over by the new event. The last branch reads the snapshot from before the INSERTs,
 # so it sees only keys that existed before; a key committed by another process meanwhile
-# is read after (`_BY_KEYS`).
+# is read after (`_BY_KEYS`). Each key's event is looked up by id, pruned to its partition
+# (OFFSET 0 keeps the planner from hashing every event instead).
 _INSERT_MANY = f"""
 WITH input AS (
     SELECT t.*, COALESCE(t.tenant_id, '') AS scope
@@ -49,14 +50,14 @@ UNION ALL
 SELECT false, {", ".join("e." + c for c in _COLUMNS.split(", "))}, NULL
 FROM input i
 JOIN idempotency_keys k ON k.scope = i.scope AND k.key = i.idempotency_key
-JOIN events e ON e.id = k.event_id
+JOIN LATERAL (SELECT * FROM events e WHERE e.id = k.event_id OFFSET 0) e ON true
 WHERE i.id NOT IN (SELECT event_id FROM keyed)
 """
 _BY_KEYS = f"""
 SELECT {", ".join("e." + c for c in _COLUMNS.split(", "))}
 FROM unnest($1::text[], $2::text[]) AS i(scope, key)
 JOIN idempotency_keys k USING (scope, key)
-JOIN events e ON e.id = k.event_id
+JOIN LATERAL (SELECT * FROM events e WHERE e.id = k.event_id OFFSET 0) e ON true
 """
 _BY_ID = f"SELECT {_COLUMNS} FROM events WHERE id = $1"
 _MARK_DISPATCHED = (
