@@ -56,11 +56,3 @@ def id_at(prefix: str, unix_s: float, *, random_part: bool = True) -> str:
     low = int.from_bytes(os.urandom(10), "big") if random_part else 0
     return f"{prefix}_{_base32(int(unix_s * 1000) << 80 | low, 26)}"
 
-
-def id_time_s(value: str) -> float:
-    """The Unix time (seconds) an id made by `new_id` or `id_at` carries."""
-    digits = value.partition("_")[2]
-    number = 0
-    for char in digits:
-        number = number * 32 + _ALPHABET.index(char)
-    return (number >> 80) / 1000

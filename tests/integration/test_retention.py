@@ -150,3 +150,7 @@ async def test_partitions_are_made_ahead_and_lookups_by_id_are_pruned(pool: asyn
     today = datetime.now(UTC).strftime("%Y%m%d")
     rows = [r[0] for r in await pool.fetch(f"EXPLAIN SELECT * FROM events WHERE id = '{event_id}'")]
     assert f"events_p{today}" in rows[0] and len(rows) == 2, rows
+    # The bounds in SQL are the ids Python makes at that time.
+    at = datetime(2026, 12, 3, 7, 30, 1, 234000, tzinfo=UTC)
+    bound = await pool.fetchval("SELECT hookline_id_at('evt', $1)", at)
+    assert bound == id_at("evt", at.timestamp(), random_part=False)
