@@ -55,4 +55,3 @@ def id_at(prefix: str, unix_s: float, *, random_part: bool = True) -> str:
     random part (a partition bound: the SQL function `hookline_id_at` makes the same)."""
     low = int.from_bytes(os.urandom(10), "big") if random_part else 0
     return f"{prefix}_{_base32(int(unix_s * 1000) << 80 | low, 26)}"
-

@@ -59,7 +59,8 @@ async def test_an_event_stored_but_never_dispatched_is_published_again(ingest: I
         )
         # Ingest stores a key with its event, in one statement (issue 16: keys per tenant).
         await conn.execute(
-            "INSERT INTO idempotency_keys (scope, key, event_id) VALUES ('', 'k-orphan', 'evt_orphan')"
+            "INSERT INTO idempotency_keys (scope, key, event_id)"
+            " VALUES ('', 'k-orphan', 'evt_orphan')"
         )
         await ingest.publish({"type": "order.created", "data": {"n": 7}, "id": "k-orphan"})
         [message] = await ingest.take(ingest.events, 1)
