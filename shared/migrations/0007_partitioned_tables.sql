@@ -121,8 +121,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     missing text;
 BEGIN
-    SELECT n.event_id INTO missing FROM new_deliveries n
-    WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = n.event_id) LIMIT 1;
+    -- One lookup by id per event, each pruned to its partition: OFFSET 0 keeps the planner
+    -- from hashing every event into an anti-join instead.
+    SELECT n.event_id INTO missing FROM (SELECT DISTINCT event_id FROM new_deliveries) n
+    WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = n.event_id OFFSET 0) LIMIT 1;
     IF missing IS NOT NULL THEN
         RAISE foreign_key_violation USING
             MESSAGE = format('a delivery names event %s, which is not stored', missing);
