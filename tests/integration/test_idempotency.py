@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -10,9 +11,10 @@ import pytest
 
 from services.ingest.publisher import H_REASON
 from shared.metrics import REGISTRY
-from shared.models import H_ERROR, H_TENANT_ID
+from shared.models import H_ERROR, H_TENANT_ID, EventIn
 from shared.settings import Settings
 from tests.integration.ingest_harness import Ingest, running_ingest
+from tests.integration.test_ingest_replicas import _accept_until_done, _replica
 
 
 @pytest.fixture
@@ -161,3 +163,27 @@ async def test_over_amqp_scopes_windows_and_conflicts_hold(api: Ingest) -> None:
     assert renewed.headers["x-hookline-event-id"] not in {
         m.headers["x-hookline-event-id"] for m in first
     }
+
+
+async def test_two_ingests_keep_each_tenants_key_once(settings: Settings) -> None:
+    """Replicas given the same keys of three scopes at once store one event per scope."""
+    async with _replica(settings) as one, _replica(settings) as two:
+        events = [
+            EventIn(
+                type="order.created", data={"n": n, "t": tenant}, id=f"key-{n}", tenant_id=tenant
+            )
+            for n in range(10)
+            for tenant in ("acme", "globex", None)
+        ]
+        ids = await asyncio.gather(
+            *(_accept_until_done(intake, e) for e in events for intake in (one, two))
+        )
+    assert ids[0::2] == ids[1::2]
+    assert len(set(ids)) == len(events)
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        stored = await conn.fetchval("SELECT count(*) FROM events")
+        keys = await conn.fetchval("SELECT count(*) FROM idempotency_keys")
+    finally:
+        await conn.close()
+    assert stored == keys == len(events)
