@@ -220,8 +220,9 @@ async def _drop_period(conn: Connection, period: Period) -> tuple[list[str], boo
     """Drop what of one expired period may go (in the caller's transaction).
 
     Returns the partitions dropped and whether pending deliveries kept its events and
-    deliveries. The tables are locked before they are looked at, so no delivery becomes
-    pending again (a manual retry) between the look and the drop.
+    deliveries. What looks droppable is checked again under the parent tables' locks (which
+    DROP takes anyway, taken first so that no query holding a parent waits on a partition),
+    so no delivery becomes pending again (a manual retry) between the look and the drop.
     """
     names = {table: period.name(table) for table in PARTITIONED}
     present = {
@@ -231,28 +232,41 @@ async def _drop_period(conn: Connection, period: Period) -> tuple[list[str], boo
     }
     if not present:
         return [], False
-    await conn.execute(f"LOCK TABLE {', '.join(present.values())} IN ACCESS EXCLUSIVE MODE")
+    pending, keep_attempts = await _still_needed(conn, present)
+    if pending and keep_attempts:
+        return [], True
+    await conn.execute(f"LOCK TABLE {', '.join(present)} IN ACCESS EXCLUSIVE MODE")
+    pending, keep_attempts = await _still_needed(conn, present)
     dropped: list[str] = []
-    pending = False
-    if "deliveries" in present:
-        pending = await conn.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {present['deliveries']} WHERE status = 'pending')"
-        )
     if not pending:
         for table in ("deliveries", "events"):
             if table in present:
                 await _drop(conn, table, present[table])
                 dropped.append(present[table])
-    if "delivery_attempts" in present:
-        attempts = present["delivery_attempts"]
-        still_needed = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM deliveries d"
-            f" JOIN {attempts} a ON a.delivery_id = d.id WHERE d.status = 'pending')"
-        )
-        if not still_needed:
-            await _drop(conn, "delivery_attempts", attempts)
-            dropped.append(attempts)
+    if not keep_attempts:
+        await _drop(conn, "delivery_attempts", present["delivery_attempts"])
+        dropped.append(present["delivery_attempts"])
     return dropped, pending
+
+
+async def _still_needed(conn: Connection, present: dict[str, str]) -> tuple[bool, bool]:
+    """(a delivery of the period is pending, its attempts must stay: a pending delivery has
+    one among them, or there is no attempts partition to drop)."""
+    pending = False
+    if "deliveries" in present:
+        pending = await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {present['deliveries']} WHERE status = 'pending')"
+        )
+    keep_attempts = False
+    if "delivery_attempts" in present:
+        keep_attempts = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM deliveries d"
+            f" JOIN {present['delivery_attempts']} a ON a.delivery_id = d.id"
+            " WHERE d.status = 'pending')"
+        )
+    else:
+        keep_attempts = True
+    return pending, keep_attempts
 
 
 async def _drop(conn: Connection, table: str, partition: str) -> None:
