@@ -52,11 +52,12 @@ _HANDED_ON = """
 UPDATE deliveries SET next_attempt_at = now(), updated_at = now()
 WHERE id = ANY($1::text[]) AND status = 'pending'
 """
-# Only rows still as `mark_*` left them: a sender may have settled one meanwhile.
+# Only rows still as `mark_*` left them: a sender may have settled one meanwhile. The
+# `= ANY` lets each partition's index find the rows, rather than a join reading them all.
 _RESTORE = """
 UPDATE deliveries d SET status = u.status, updated_at = now()
 FROM unnest($1::text[], $2::text[]) AS u(id, status)
-WHERE d.id = u.id AND d.status = 'pending'
+WHERE d.id = u.id AND d.id = ANY($1::text[]) AND d.status = 'pending'
 """
 _RECOVER = """
 UPDATE deliveries d SET status = 'pending', updated_at = now()
