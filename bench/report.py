@@ -100,6 +100,7 @@ def _scenario_figures(result: ScenarioResult, ceiling: ScenarioResult | None) ->
                 else []
             ),
             Figure(f"{n}: events/s stored", result.events_per_s_stored, "/s"),
+            Figure(f"{n}: Postgres bytes per delivery", result.storage_bytes_per_delivery, "B"),
             Figure(f"{n}: latency p50", d.p50_ms, "ms"),
             Figure(f"{n}: latency p95", d.p95_ms, "ms"),
             Figure(f"{n}: latency p99", d.p99_ms, "ms", at_most=100 if n == "steady" else None),

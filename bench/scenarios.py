@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from bench.ceiling import ceiling_queue_name
 from bench.procs import REPO_ROOT, CpuMeter, Stack, delete_namespace, die_with_parent, peak_rss
-from bench.publisher import EVENT_TYPE, WARMUP_SEQ, Publisher, PublishResult
+from bench.publisher import EVENT_TYPE, WARMUP_SEQ, Publisher, PublishResult, event_body
 from bench.receiver import Receiver
 from bench.stats import DeliveryStats, Receipt, analyse, rate_per_s
 from bench.watch import QueueWatcher
@@ -87,6 +87,10 @@ class ScenarioResult:
     """p99 of each API read on the scenario's database (many-subscriptions)."""
     baseline: ScenarioResult | None = None
     """The same scenario with few subscriptions, for comparison (many-subscriptions)."""
+    storage_bytes_per_delivery: float | None = None
+    """Growth of the Postgres database over the scenario / deliveries stored meanwhile."""
+    payload_bytes: int | None = None
+    """Size of one bench event's envelope as published."""
 
 
 def _bar(desc: str, total: int, unit: str, position: int) -> tqdm[Any]:
@@ -146,6 +150,29 @@ async def _stored(stack: Stack, since: float) -> tuple[int, float | None]:
         await conn.close()
     assert row is not None
     return int(row["n"]), row["last"]
+
+
+async def _storage(stack: Stack) -> tuple[int, int]:
+    """(bytes of the database, deliveries stored) now."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT pg_database_size(current_database()) AS bytes,"
+            " (SELECT count(*) FROM deliveries) AS deliveries"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["bytes"]), int(row["deliveries"])
+
+
+def _fmt_bytes(value: float | None) -> str:
+    return "?" if value is None else f"{value:,.0f} B"
+
+
+def _per_delivery(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    stored = after[1] - before[1]
+    return (after[0] - before[0]) / stored if stored > 0 else None
 
 
 async def _warm_up(stack: Stack, receiver: Receiver, publisher: Publisher, healthy: int) -> None:
@@ -239,17 +266,25 @@ async def run_hookline(
     async with stack:
         urls = [receiver.url(namespace, i, hanging=hanging and i == 0) for i in range(subs)]
         await _create_subscriptions(stack, urls)
+        storage_before = await _storage(stack)
         measured = await _measure(
             plan, receiver, stack, name, events, events_per_s, len(healthy_subs)
         )
         await asyncio.sleep(SETTLE_S)
         receipts = await receiver.collect(namespace)
         stored, last_stored = await _stored(stack, measured.published.started_at)
+        storage_after = await _storage(stack)
         stack.check_alive()
     result = _result(
         name, plan, events, receipts, healthy_subs, measured.published, stored, last_stored, stack
     )
     result.cpu_seconds, result.cpu_window_s = measured.cpu
+    result.storage_bytes_per_delivery = _per_delivery(storage_before, storage_after)
+    result.payload_bytes = len(event_body(namespace, events, time.time()))
+    result.notes.append(
+        f"storage: {_fmt_bytes(result.storage_bytes_per_delivery)} of Postgres per delivery,"
+        f" events of {result.payload_bytes} bytes, {plan.subscriptions} subscriptions each"
+    )
     result.notes.append(measured.watcher.summary())
     result.queue_depths = measured.watcher.samples
     return result

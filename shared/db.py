@@ -105,8 +105,11 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(database_url: str) -> list[str]:
-    """Create the database if missing and apply pending migrations; returns what was applied."""
+async def migrate(database_url: str, *, up_to: int | None = None) -> list[str]:
+    """Create the database if missing and apply pending migrations; returns what was applied.
+
+    `up_to` stops after that version (a staged upgrade applies the rest later).
+    """
     if await create_database_if_missing(database_url):
         log.info("database_created")
     conn = await asyncpg.connect(database_url)
@@ -121,7 +124,7 @@ async def migrate(database_url: str) -> list[str]:
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in migration_files():
-            if version in done:
+            if version in done or (up_to is not None and version > up_to):
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
@@ -145,7 +148,9 @@ _NOT_ANSWERING = (
 """What a database still starting (or not yet reachable) answers; anything else is final."""
 
 
-async def migrate_when_reachable(database_url: str, timeout_s: float) -> list[str]:
+async def migrate_when_reachable(
+    database_url: str, timeout_s: float, *, up_to: int | None = None
+) -> list[str]:
     """`migrate`, retried while Postgres does not answer yet, for at most `timeout_s`.
 
     For an init container started beside a database that is still coming up: connection
@@ -156,7 +161,7 @@ async def migrate_when_reachable(database_url: str, timeout_s: float) -> list[st
     delay_s = 0.5
     while True:
         try:
-            return await migrate(database_url)
+            return await migrate(database_url, up_to=up_to)
         except _NOT_ANSWERING as exc:
             error = f"{type(exc).__name__}: {exc}"
             if time.monotonic() + delay_s > deadline:

@@ -45,6 +45,12 @@ class Conflict(HooklineError):
     """The request conflicts with the stored state."""
 
 
+class IdempotencyConflict(Conflict):
+    """An idempotency key reused within its window for a different `type` or `data`."""
+
+    reason = "idempotency_conflict"
+
+
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,

@@ -48,3 +48,10 @@ def delivery_id(event_id: str, subscription_id: str) -> str:
     """The one delivery id of an (event, subscription) pair, so a redelivered event maps to it."""
     digest = hashlib.sha256(f"{event_id}:{subscription_id}".encode()).digest()
     return f"dlv_{_base32(int.from_bytes(digest[:16], 'big'), 26)}"
+
+
+def id_at(prefix: str, unix_s: float, *, random_part: bool = True) -> str:
+    """An id as `new_id` would have made it at `unix_s`; the smallest such id without the
+    random part (a partition bound: the SQL function `hookline_id_at` makes the same)."""
+    low = int.from_bytes(os.urandom(10), "big") if random_part else 0
+    return f"{prefix}_{_base32(int(unix_s * 1000) << 80 | low, 26)}"

@@ -143,3 +143,42 @@ for _source in ("amqp", "http"):
     EVENTS_INGESTED.labels(_source)
 for _reason in ("gone", "failing"):
     SUBSCRIPTIONS_DISABLED.labels(_reason)
+
+# Storage and retention (issue 16), kept by ingest, which owns the partitions. `table` is
+# one of events, deliveries, delivery_attempts, idempotency_keys.
+TABLE_ROWS = Gauge(
+    "hookline_table_rows",
+    "Rows kept per table, as Postgres estimates them (all partitions).",
+    ["table"],
+    registry=REGISTRY,
+)
+TABLE_SIZE = Gauge(
+    "hookline_table_size_bytes",
+    "Bytes on disk per table, indexes and TOAST included (all partitions).",
+    ["table"],
+    registry=REGISTRY,
+)
+TABLE_OLDEST = Gauge(
+    "hookline_table_oldest_row_timestamp_seconds",
+    "Unix time of the oldest row kept per table (0 when empty).",
+    ["table"],
+    registry=REGISTRY,
+)
+TABLE_PARTITIONS = Gauge(
+    "hookline_table_partitions",
+    "Partitions per partitioned table.",
+    ["table"],
+    registry=REGISTRY,
+)
+RETENTION_ROWS_DROPPED = Counter(
+    "hookline_retention_dropped_rows_total",
+    "Rows removed by retention, per table (partition sizes as Postgres estimates them).",
+    ["table"],
+    registry=REGISTRY,
+)
+RETENTION_PARTITIONS_DROPPED = Counter(
+    "hookline_retention_dropped_partitions_total",
+    "Partitions dropped by retention, per table.",
+    ["table"],
+    registry=REGISTRY,
+)

@@ -6,7 +6,7 @@ import ipaddress
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.durations import parse_duration_s, parse_size_bytes
@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     """Where users reach the API and UI (portal links); default `http://{api_host}:{api_port}`."""
     ui_frame_ancestors: str = "'self'"
     """CSP `frame-ancestors` of the UI: the origins allowed to embed the portal in an iframe."""
+    retention: DurationS = 30 * 86400.0
+    """How long events, deliveries and attempts are kept (pending deliveries always are)."""
+    idempotency_window: DurationS = 86400.0
+    """How long an idempotency key is remembered, per tenant, from its first acceptance."""
 
     # Beyond the contract: tuning knobs with defaults sized for one 2-core machine.
     sender_concurrency: int = Field(256, ge=1)
@@ -117,6 +121,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_secret_key(cls, value: object) -> object:
         return None if value in ("", None) else value
+
+    @model_validator(mode="after")
+    def _window_within_retention(self) -> Settings:
+        # A key must never outlive the event it answers with.
+        if self.idempotency_window > self.retention:
+            raise ValueError("HOOKLINE_IDEMPOTENCY_WINDOW must not exceed HOOKLINE_RETENTION")
+        return self
 
     def metrics_port_for(self, service: str) -> int:
         """The ops port of a service: the setting when given, else the contract's default."""

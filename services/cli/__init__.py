@@ -41,9 +41,9 @@ def _migrate(args: argparse.Namespace) -> int:
     url = settings.database_url.get_secret_value()
     try:
         if args.wait:
-            applied = asyncio.run(migrate_when_reachable(url, args.timeout))
+            applied = asyncio.run(migrate_when_reachable(url, args.timeout, up_to=args.up_to))
         else:
-            applied = asyncio.run(migrate(url))
+            applied = asyncio.run(migrate(url, up_to=args.up_to))
     except StorageUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="retry while Postgres does not answer yet (an init container beside a starting "
         "database), up to --timeout",
+    )
+    migrate.add_argument(
+        "--to",
+        type=int,
+        dest="up_to",
+        metavar="VERSION",
+        help="apply migrations up to this version only (a staged upgrade: docs/retention.md)",
     )
     migrate.add_argument(
         "--timeout", type=parse_duration_s, default=300.0, help="with --wait (default 5m)"

@@ -14,7 +14,7 @@ DeliveryRow = tuple[str, str, str]
 _INSERT = """
 INSERT INTO deliveries (id, event_id, subscription_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT DO NOTHING
 """
 
 

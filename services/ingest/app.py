@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 
 from aio_pika.abc import AbstractRobustConnection
@@ -12,6 +13,7 @@ from services.ingest.api.context import ApiContext
 from services.ingest.consumer import IngestConsumer
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
+from services.ingest.retention import Retention
 from shared.acks import BatchAcker
 from shared.amqp import connect, declare
 from shared.db import create_pool
@@ -71,7 +73,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         ingest_queue = await consume_channel.get_queue(topology.ingest_queue.name, ensure=False)
 
         publisher = Publisher(publish_channel, topology, exchanges)
-        intake = Intake(pool, publisher)
+        intake = Intake(pool, publisher, window_s=settings.idempotency_window)
         intake.start()
         stack.push_async_callback(intake.close)
 
@@ -92,6 +94,27 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         # Registered last: ready means the API listens and the consumer runs.
         readiness.add("ingest_postgres", lambda: catalogue.connected)
         readiness.add("ingest_rabbitmq", lambda: _alive(connection) and _alive(consume_connection))
+        retention = Retention(
+            pool, retention_s=settings.retention, window_s=settings.idempotency_window
+        )
+        side = asyncio.create_task(retention.run(stop), name="ingest-retention")
         log.info("ingest_started", queue=topology.ingest_queue.name)
-        await stop.wait()
+        try:
+            await _until_stopped(stop, side)
+        finally:
+            side.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await side
         log.info("ingest_stopping")
+
+
+async def _until_stopped(stop: asyncio.Event, side: asyncio.Task[None]) -> None:
+    """Wait for `stop`; raise what killed the retention task if it dies first (partitions
+    must keep being made ahead, so ingest must not run without it unnoticed)."""
+    stopped = asyncio.create_task(stop.wait(), name="ingest-stop-wait")
+    try:
+        await asyncio.wait({stopped, side}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if side.done() and not side.cancelled() and side.exception() is not None:
+        raise side.exception()  # type: ignore[misc]

@@ -18,7 +18,12 @@ from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
 from services.ingest.validation import check_catalogue, parse_event
 from shared.acks import BatchAcker
-from shared.errors import BrokerUnavailable, InvalidEvent, StorageUnavailable
+from shared.errors import (
+    BrokerUnavailable,
+    IdempotencyConflict,
+    InvalidEvent,
+    StorageUnavailable,
+)
 from shared.event_types import Catalogue
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED
@@ -102,11 +107,14 @@ class IngestConsumer:
             check_catalogue(
                 event, self._catalogue, require_known=self._settings.require_event_types
             )
+            return await self._accept(event)
         except InvalidEvent as exc:
             return await self._reject_safely(message, exc.reason, exc.message)
-        return await self._accept(event)
+        except IdempotencyConflict as exc:
+            return await self._reject_safely(message, exc.reason, str(exc))
 
     async def _accept(self, event: EventIn) -> bool:
+        """False to requeue; raises IdempotencyConflict for the rejected queue."""
         try:
             await self._intake.accept(event, "amqp")
         except (StorageUnavailable, BrokerUnavailable) as exc:

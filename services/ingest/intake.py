@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from services.ingest.idempotency import check_same, lock_key
 from services.ingest.publisher import Publisher
 from services.ingest.store import events as event_store
 from services.ingest.store.events import NewEvent, StoredEvent
@@ -109,9 +110,16 @@ class Intake:
     one UPDATE marking them dispatched.
     """
 
-    def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: Publisher,
+        *,
+        window_s: float = event_store.DEFAULT_WINDOW_S,
+    ) -> None:
         self._pool = pool
         self._publisher = publisher
+        self._window_s = window_s
         self._locks = KeyLocks()
         self._batches: BatchWriter[_Pending] = BatchWriter(
             self._store_and_dispatch,
@@ -132,12 +140,13 @@ class Intake:
         """Store and publish `event` (already validated).
 
         Raises StorageUnavailable or BrokerUnavailable; the caller may try again, and the
-        idempotency key (when given) keeps that from delivering twice.
+        idempotency key (when given) keeps that from delivering twice. Raises
+        IdempotencyConflict when the key stands, within its window, for another event.
         """
         pending = _Pending(NewEvent(new_id("evt"), event, source))
         # Held until the event is marked dispatched: a second copy of the key then finds the
         # first one dispatched instead of publishing it again.
-        async with self._locks.hold(event.id):
+        async with self._locks.hold(lock_key(event)):
             try:
                 await self._batches.submit([pending])
             except WriterClosed as exc:
@@ -148,6 +157,8 @@ class Intake:
             raise pending.error
         stored = pending.stored
         assert stored is not None
+        if not pending.inserted:
+            check_same(stored, event)
         if pending.inserted:
             EVENTS_INGESTED.labels(source).inc()
             log.info("event_ingested", event_id=stored.id, event_type=stored.type, source=source)
@@ -162,7 +173,7 @@ class Intake:
     async def _store_and_dispatch(self, batch: list[_Pending]) -> None:
         """The batch writer's write: raises only before anything was published."""
         firsts, copies = _merge_copies(batch)
-        results = await event_store.insert_many(self._pool, [p.new for p in firsts])
+        results = await event_store.insert_many(self._pool, [p.new for p in firsts], self._window_s)
         claimed: list[_Pending] = []  # a new row is claimed by the INSERT storing it
         undispatched: list[_Pending] = []
         for pending, (stored, claim) in zip(firsts, results, strict=True):
@@ -276,7 +287,7 @@ class Intake:
 
 
 def _merge_copies(batch: list[_Pending]) -> tuple[list[_Pending], list[tuple[_Pending, _Pending]]]:
-    """The first of each idempotency key, and each later copy with its first.
+    """The first of each idempotency key (per tenant), and each later copy with its first.
 
     KeyLocks keep copies of a key in separate batches within one process; merging here
     keeps the guarantee even if they meet, since one INSERT cannot see its own rows.
@@ -285,7 +296,7 @@ def _merge_copies(batch: list[_Pending]) -> tuple[list[_Pending], list[tuple[_Pe
     copies: list[tuple[_Pending, _Pending]] = []
     seen: dict[str, _Pending] = {}
     for pending in batch:
-        key = pending.new.event.id
+        key = lock_key(pending.new.event)
         if key is None:
             firsts.append(pending)
         elif key in seen:

@@ -72,11 +72,15 @@ UPDATE deliveries AS d SET
                            ELSE u.next_attempt_at END,
     updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[],
-            $6::timestamptz[], $7::timestamptz[])
-    AS u(id, status, attempts, last_status_code, last_error, last_attempt_at, next_attempt_at)
-WHERE d.id = u.id
+            $6::timestamptz[], $7::timestamptz[], $8::text[])
+    AS u(id, status, attempts, last_status_code, last_error, last_attempt_at, next_attempt_at,
+         event_id)
+WHERE d.id = u.id AND d.event_id = u.event_id
 RETURNING d.id
 """
+# deliveries is partitioned by event id (migration 0007): with it each row's update reads
+# one partition instead of probing all. A change made without it looks it up first.
+_EVENT_IDS = "SELECT id, event_id FROM deliveries WHERE id = ANY($1::text[])"
 
 _CLEAR_FAILING = """
 UPDATE subscriptions SET failing_since = NULL
@@ -128,6 +132,8 @@ class DeliveryChange:
     attempt: AttemptRow | None = None
     """The attempt made, or None when nothing was sent (a cancelled delivery)."""
     next_attempt_at: datetime | None = None
+    event_id: str | None = None
+    """The delivery's event, which names its partition; looked up when not given."""
 
 
 @dataclass(slots=True)
@@ -215,6 +221,7 @@ async def write_batch(conn: Conn, changes: list[DeliveryChange]) -> None:
     merged = _merge(changes)
     cleared, started = failing_transitions(changes)
     async with conn.transaction():
+        events = await _event_ids(conn, changes)
         found = await conn.fetch(
             _UPDATE_DELIVERIES,
             list(merged),
@@ -224,6 +231,7 @@ async def write_batch(conn: Conn, changes: list[DeliveryChange]) -> None:
             [m.last_error for m in merged.values()],
             [m.last_attempt_at for m in merged.values()],
             [m.next_attempt_at for m in merged.values()],
+            [events.get(d) for d in merged],
         )
         known = {r["id"] for r in found}
         records = [
@@ -247,6 +255,16 @@ async def write_batch(conn: Conn, changes: list[DeliveryChange]) -> None:
     if len(known) < len(merged):
         log.warning("attempts_of_unknown_deliveries_skipped", count=len(merged) - len(known))
     DB_BATCH_SIZE.labels("delivery_attempts").observe(len(records))
+
+
+async def _event_ids(conn: Conn, changes: list[DeliveryChange]) -> dict[str, str]:
+    """The event id of each changed delivery (None-free): as given, else as stored."""
+    known = {c.delivery_id: c.event_id for c in changes if c.event_id is not None}
+    missing = [c.delivery_id for c in changes if c.delivery_id not in known]
+    if missing:
+        for row in await conn.fetch(_EVENT_IDS, missing):
+            known[row["id"]] = row["event_id"]
+    return known
 
 
 BatchWriter = Callable[[Conn, list[DeliveryChange]], Awaitable[None]]

@@ -187,7 +187,9 @@ class DeliveryWorker:
             log.error("delivery_dead_lettered", delivery_id=msg.delivery_id, error=error)
             try:
                 await self._p.attempt_log.record(
-                    DeliveryChange(msg.delivery_id, msg.subscription_id, "failed")
+                    DeliveryChange(
+                        msg.delivery_id, msg.subscription_id, "failed", event_id=msg.event_id
+                    )
                 )
             except Exception as exc:
                 log.error(
@@ -284,7 +286,14 @@ class DeliveryWorker:
         or split off) with `next_attempt_at`, after that message was confirmed: a redelivered
         batch then leaves it out (`_not_started`) rather than start a second copy of it."""
         await self._p.attempt_log.record(
-            DeliveryChange(msg.delivery_id, msg.subscription_id, "pending", None, comes_back_at)
+            DeliveryChange(
+                msg.delivery_id,
+                msg.subscription_id,
+                "pending",
+                None,
+                comes_back_at,
+                event_id=msg.event_id,
+            )
         )
 
     async def _not_started(self, deliveries: list[DeliveryMessage]) -> list[DeliveryMessage]:
@@ -354,7 +363,7 @@ class DeliveryWorker:
 
     async def _cancel(self, msg: DeliveryMessage, *, deleted: bool) -> None:
         await self._p.attempt_log.record(
-            DeliveryChange(msg.delivery_id, msg.subscription_id, "cancelled")
+            DeliveryChange(msg.delivery_id, msg.subscription_id, "cancelled", event_id=msg.event_id)
         )
         metrics.DELIVERIES_CANCELLED.inc()
         log.info(
@@ -478,5 +487,10 @@ def _change(
         else None
     )
     return DeliveryChange(
-        msg.delivery_id, msg.subscription_id, verdict.delivery_status, row, next_at
+        msg.delivery_id,
+        msg.subscription_id,
+        verdict.delivery_status,
+        row,
+        next_at,
+        event_id=msg.event_id,
     )

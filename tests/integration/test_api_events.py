@@ -26,9 +26,13 @@ async def test_an_event_is_accepted_then_a_duplicate_answers_the_first(api: Inge
     assert first["id"].startswith("evt_") and first["source"] == "http"
     assert first["idempotency_key"] == "inv-5" and first["dispatched_at"] is not None
 
-    status, again, _ = await api.call("POST", "/v1/events", {**body, "data": {"amount": 6}})
+    status, again, _ = await api.call("POST", "/v1/events", body)
     assert status == 200
     assert again["id"] == first["id"] and again["data"] == {"amount": 5}
+    # Since issue 16 a key reused for other data is refused (CONTRACT section 2), not
+    # answered with the first event.
+    status, problem, _ = await api.call("POST", "/v1/events", {**body, "data": {"amount": 6}})
+    assert status == 409, problem
 
     [published] = await api.take(api.events, 1)
     assert published.headers["x-hookline-event-id"] == first["id"]

@@ -57,6 +57,11 @@ async def test_an_event_stored_but_never_dispatched_is_published_again(ingest: I
             "INSERT INTO events (id, type, data, idempotency_key, source)"
             " VALUES ('evt_orphan', 'order.created', '{\"n\": 7}', 'k-orphan', 'amqp')"
         )
+        # Ingest stores a key with its event, in one statement (issue 16: keys per tenant).
+        await conn.execute(
+            "INSERT INTO idempotency_keys (scope, key, event_id)"
+            " VALUES ('', 'k-orphan', 'evt_orphan')"
+        )
         await ingest.publish({"type": "order.created", "data": {"n": 7}, "id": "k-orphan"})
         [message] = await ingest.take(ingest.events, 1)
         assert message.headers["x-hookline-event-id"] == "evt_orphan"

@@ -19,7 +19,7 @@ from services.ingest.validation import (
     check_catalogue,
     envelope_reason,
 )
-from shared.errors import InvalidEvent, NotFound
+from shared.errors import IdempotencyConflict, InvalidEvent, NotFound
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED
 from shared.models import EventIn
@@ -64,7 +64,12 @@ async def publish_event(call: Call) -> web.StreamResponse:
         EVENTS_REJECTED.labels(exc.reason).inc()
         log.info("event_rejected", event_type=event.type, reason=exc.reason, source="http")
         raise
-    accepted = await call.ctx.intake.accept(event, "http")
+    try:
+        accepted = await call.ctx.intake.accept(event, "http")
+    except IdempotencyConflict as exc:
+        EVENTS_REJECTED.labels(exc.reason).inc()
+        log.info("event_rejected", event_type=event.type, reason=exc.reason, source="http")
+        raise
     return json_response(_event(accepted.event), 200 if accepted.duplicate else 202)
 
 
@@ -103,8 +108,10 @@ async def get_event(call: Call) -> web.StreamResponse:
 ROUTES = [
     Route(
         "POST", "/v1/events", publish_event,
-        "Publish an event: 202 when new, 200 with the first event for a known `id`",
-        TAG, 202, Event, body=EventIn, also=(200,), links=("get_event",),
+        "Publish an event: 202 when new, 200 with the first event for a known `id` of the"
+        " same tenant within the idempotency window, 409 when that key stood for another"
+        " type or data",
+        TAG, 202, Event, body=EventIn, also=(200,), errors=(409,), links=("get_event",),
         on_refused_body=_count_refused_body, operator_only=True,
     ),
     Route(

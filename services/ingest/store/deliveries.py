@@ -18,7 +18,15 @@ COLUMNS = (
 )
 _FROM = "FROM deliveries d JOIN events e ON e.id = d.event_id"
 
-_GET = f"SELECT {COLUMNS} {_FROM} WHERE d.id = $1"
+# A delivery id does not name its partition (deliveries are partitioned by event id), so
+# each partition's index is probed once; the event is then looked up by its id, pruned to
+# its one partition at run time. OFFSET 0 keeps the planner from turning that into a hash
+# join over every event.
+_BY_ID_FROM = (
+    "FROM deliveries d JOIN LATERAL (SELECT e.id, e.type, e.data, e.created_at FROM events e"
+    " WHERE e.id = d.event_id OFFSET 0) e ON true"
+)
+_GET = f"SELECT {COLUMNS} {_BY_ID_FROM} WHERE d.id = $1"
 _ATTEMPTS = (
     "SELECT attempt, attempted_at, status_code, duration_ms, outcome, error_kind, error,"
     " response_body FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id"
@@ -30,10 +38,10 @@ WHERE d.subscription_id = $1
   AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4))
 ORDER BY d.created_at DESC, d.id DESC LIMIT $5
 """
-_FOR_RETRY = """
+_FOR_RETRY = f"""
 SELECT d.id, d.status, d.subscription_id, s.deleted_at,
        e.id AS event_id, e.type, e.data, e.created_at
-FROM deliveries d JOIN events e ON e.id = d.event_id
+{_BY_ID_FROM}
 JOIN subscriptions s ON s.id = d.subscription_id
 WHERE d.id = $1 FOR UPDATE OF d
 """
@@ -44,11 +52,12 @@ _HANDED_ON = """
 UPDATE deliveries SET next_attempt_at = now(), updated_at = now()
 WHERE id = ANY($1::text[]) AND status = 'pending'
 """
-# Only rows still as `mark_*` left them: a sender may have settled one meanwhile.
+# Only rows still as `mark_*` left them: a sender may have settled one meanwhile. The
+# `= ANY` lets each partition's index find the rows, rather than a join reading them all.
 _RESTORE = """
 UPDATE deliveries d SET status = u.status, updated_at = now()
 FROM unnest($1::text[], $2::text[]) AS u(id, status)
-WHERE d.id = u.id AND d.status = 'pending'
+WHERE d.id = u.id AND d.id = ANY($1::text[]) AND d.status = 'pending'
 """
 _RECOVER = """
 UPDATE deliveries d SET status = 'pending', updated_at = now()

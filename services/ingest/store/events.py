@@ -1,4 +1,4 @@
-"""Stored events: inserted in batches once per idempotency key, marked dispatched, read back.
+"""Stored events: inserted in batches once per tenant's idempotency key, marked dispatched.
 
 Which ingest process publishes an undispatched event is decided here, in the database, so
 that replicas sharing it never both publish one key: storing a new row claims it
@@ -22,24 +22,43 @@ from shared.models import EventIn
 _COLUMNS = "id, type, data, tenant_id, idempotency_key, source, created_at, dispatched_at"
 
 # One statement for a whole batch: the rows it inserted, then the rows already holding the
-# keys it skipped. The second branch reads the snapshot from before the INSERT, so it sees
-# only rows that existed before; a key committed by another process meanwhile is read after.
+# keys it skipped. A key is its tenant's (`scope`: the tenant_id, '' without one) and lives
+# in `idempotency_keys`; one past the window ($7 seconds after its first acceptance) is
+# taken over by the new event. The last branch reads the snapshot from before the INSERTs,
+# so it sees only keys that existed before; a key committed by another process meanwhile
+# is read after (`_BY_KEYS`). Each key's event is looked up by id, pruned to its partition
+# (OFFSET 0 keeps the planner from hashing every event instead).
 _INSERT_MANY = f"""
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+    SELECT t.*, COALESCE(t.tenant_id, '') AS scope
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
         AS t(id, type, data, tenant_id, idempotency_key, source)
+), keyed AS (
+    INSERT INTO idempotency_keys AS k (scope, key, event_id)
+    SELECT scope, idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL
+    ON CONFLICT (scope, key) DO UPDATE SET event_id = excluded.event_id, accepted_at = now()
+        WHERE k.accepted_at <= now() - $7::float8 * interval '1 second'
+    RETURNING k.event_id
 ), inserted AS (
     INSERT INTO events (id, type, data, tenant_id, idempotency_key, source, dispatch_claimed_at)
     SELECT id, type, data::jsonb, tenant_id, idempotency_key, source, now() FROM input
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM keyed)
     RETURNING {_COLUMNS}, dispatch_claimed_at
 )
 SELECT true AS inserted, {_COLUMNS}, dispatch_claimed_at FROM inserted
 UNION ALL
 SELECT false, {", ".join("e." + c for c in _COLUMNS.split(", "))}, NULL
-FROM events e JOIN input i ON e.idempotency_key = i.idempotency_key
+FROM input i
+JOIN idempotency_keys k ON k.scope = i.scope AND k.key = i.idempotency_key
+JOIN LATERAL (SELECT * FROM events e WHERE e.id = k.event_id OFFSET 0) e ON true
+WHERE i.id NOT IN (SELECT event_id FROM keyed)
 """
-_BY_KEYS = f"SELECT {_COLUMNS} FROM events WHERE idempotency_key = ANY($1::text[])"
+_BY_KEYS = f"""
+SELECT {", ".join("e." + c for c in _COLUMNS.split(", "))}
+FROM unnest($1::text[], $2::text[]) AS i(scope, key)
+JOIN idempotency_keys k USING (scope, key)
+JOIN LATERAL (SELECT * FROM events e WHERE e.id = k.event_id OFFSET 0) e ON true
+"""
 _BY_ID = f"SELECT {_COLUMNS} FROM events WHERE id = $1"
 _MARK_DISPATCHED = (
     "UPDATE events SET dispatched_at = now() WHERE id = ANY($1::text[]) AND dispatched_at IS NULL"
@@ -73,6 +92,9 @@ _DELIVERIES = (
 )
 
 
+DEFAULT_WINDOW_S = 86400.0
+"""HOOKLINE_IDEMPOTENCY_WINDOW's default (CONTRACT section 1)."""
+
 _FIELDS = tuple(_COLUMNS.split(", "))
 
 
@@ -105,12 +127,17 @@ Claim = datetime
 """The `dispatch_claimed_at` a process set when it claimed an event: its release token."""
 
 
+def _stored_key(stored: StoredEvent) -> tuple[str, str | None]:
+    return (stored.tenant_id or "", stored.idempotency_key)
+
+
 async def insert_many(
-    pool: asyncpg.Pool, new: Sequence[NewEvent]
+    pool: asyncpg.Pool, new: Sequence[NewEvent], window_s: float = DEFAULT_WINDOW_S
 ) -> list[tuple[StoredEvent, Claim | None]]:
     """Store a batch in one statement; per row (stored, its claim), or (the key's first, None).
 
-    Storing a row claims it for this caller. The idempotency keys of `new` must be distinct
+    Storing a row claims it for this caller. A key is remembered for `window_s` from its
+    first acceptance, per tenant. The keys of `new` must be distinct within their scopes
     (the caller merges copies of a key).
     """
     columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
@@ -127,22 +154,34 @@ async def insert_many(
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     async with connection(pool) as conn:
-        rows = await conn.fetch(_INSERT_MANY, *columns)
+        rows = await conn.fetch(_INSERT_MANY, *columns, window_s)
         by_id: dict[str, tuple[StoredEvent, Claim | None]] = {
             r["id"]: (StoredEvent.from_row(r), r["dispatch_claimed_at"])
             for r in rows
             if r["inserted"]
         }
-        by_key: dict[str | None, tuple[StoredEvent, Claim | None]] = {
-            r["idempotency_key"]: (StoredEvent.from_row(r), None) for r in rows if not r["inserted"]
-        }
-        late = [r.event.id for r in new if r.id not in by_id and r.event.id not in by_key]
+        by_key: dict[tuple[str, str | None], tuple[StoredEvent, Claim | None]] = {}
+        for r in rows:
+            if not r["inserted"]:
+                stored = StoredEvent.from_row(r)
+                by_key[_stored_key(stored)] = (stored, None)
+        late = [
+            _new_key(r)
+            for r in new
+            if r.event.id is not None and r.id not in by_id and _new_key(r) not in by_key
+        ]
         if late:
-            for r in await conn.fetch(_BY_KEYS, late):
-                by_key[r["idempotency_key"]] = (StoredEvent.from_row(r), None)
-    # A row neither inserted nor found conflicted on its key, whose row then exists (events
-    # are never deleted): a KeyError here would be a bug, not an outage.
-    return [by_id.get(r.id) or by_key[r.event.id] for r in new]
+            scopes, keys = zip(*late, strict=True)
+            for r in await conn.fetch(_BY_KEYS, list(scopes), list(keys)):
+                stored = StoredEvent.from_row(r)
+                by_key[_stored_key(stored)] = (stored, None)
+    # A row neither inserted nor found conflicted on its key, whose row then exists (a key's
+    # event outlives its window): a KeyError here would be a bug, not an outage.
+    return [by_id.get(r.id) or by_key[_new_key(r)] for r in new]
+
+
+def _new_key(row: NewEvent) -> tuple[str, str | None]:
+    return (row.event.tenant_id or "", row.event.id)
 
 
 async def claim_dispatch(
