@@ -91,6 +91,18 @@ async def plan_of(conn: asyncpg.Connection, sql: str, *args: Any) -> dict[str, A
     finally:
         await conn.execute("DEALLOCATE q")
     plan: dict[str, Any] = orjson.loads(text)[0]["Plan"]
+    # A partition that holds no row (today's, when the fill's ids all lie in the default
+    # partition) is rightly scanned whole: such scans are marked, so only scans of tables
+    # with rows must use an index.
+    empty = {
+        r["relname"]
+        for r in await conn.fetch(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relpages = 0"
+        )
+    }
+    for node in nodes(plan):
+        if node.get("Relation Name") in empty:
+            node["Empty Relation"] = True
     return plan
 
 
@@ -115,16 +127,28 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from nodes(child)
 
 
+_BIG_TABLES = ("subscriptions", "deliveries", "events", "delivery_attempts")
+
+
+def _relation_of(node: dict[str, Any]) -> str | None:
+    """The table a scan reads, a partition counting as its parent (`deliveries_default`)."""
+    name = node.get("Relation Name")
+    if name is None:
+        return None
+    for table in _BIG_TABLES:
+        if name == table or name.startswith(f"{table}_"):
+            return table
+    return str(name)
+
+
 def scans_of(plan: dict[str, Any], table: str) -> list[dict[str, Any]]:
-    """The plan's scans of `table`; fails on any sequential scan of a big table."""
+    """The plan's scans of `table` or its partitions; fails on any sequential scan of a big table."""
     for node in nodes(plan):
-        assert node["Node Type"] != "Seq Scan" or node.get("Relation Name") not in (
-            "subscriptions",
-            "deliveries",
-            "events",
-            "delivery_attempts",
-        ), orjson.dumps(plan, option=orjson.OPT_INDENT_2).decode()
-    return [n for n in nodes(plan) if n.get("Relation Name") == table]
+        big = _relation_of(node) in _BIG_TABLES and not node.get("Empty Relation")
+        assert node["Node Type"] != "Seq Scan" or not big, orjson.dumps(
+            plan, option=orjson.OPT_INDENT_2
+        ).decode()
+    return [n for n in nodes(plan) if _relation_of(n) == table]
 
 
 def conditions(scans: list[dict[str, Any]]) -> str:
