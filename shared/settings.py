@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     require_event_types: bool = False
     max_payload: SizeBytes = 256 * 1024
     secret_key: SecretStr | None = None
+    queue_type: Literal["classic", "quorum"] = "classic"
 
     # Beyond the contract: tuning knobs with defaults sized for one 2-core machine.
     sender_concurrency: int = Field(256, ge=1)
@@ -76,6 +77,14 @@ class Settings(BaseSettings):
     response_body_cap: SizeBytes = 4096
     shutdown_grace: DurationS = 10.0
     db_pool_size: int = Field(10, ge=1)
+    liveness_bound: DurationS = 60.0
+    """How long a consumer or a connection may stay unrestored before `/healthz` says 503."""
+    quorum_delivery_limit: int = Field(50, ge=2)
+    """`x-delivery-limit` of the quorum work queues: returns of one message before it is
+    dead-lettered to its queue's rejected or dead queue (docs/reliability.md)."""
+    overdue_after: DurationS = 3600.0
+    """A pending delivery whose next attempt is this overdue is published again by the
+    sender's overdue sweep (its message was lost with a queue or a node)."""
 
     @field_validator("api_tokens", "allowed_target_networks", mode="before")
     @classmethod

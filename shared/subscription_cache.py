@@ -21,6 +21,7 @@ from shared.matching import candidate_keys
 from shared.metrics import SUBSCRIPTIONS_CACHED
 from shared.secretbox import SecretBox
 from shared.subscriptions import Subscription, load_all, load_one
+from shared.supervision import spawn
 
 CHANNEL = "hookline_subscriptions"
 
@@ -91,9 +92,7 @@ class SubscriptionCache:
         except BaseException:
             await self._drop_connection()
             raise
-        self._watch_task = asyncio.create_task(
-            self._watch(), name=f"subscription-cache-watch-{self._service}"
-        )
+        self._watch_task = spawn(self._watch(), name=f"subscription-cache-watch-{self._service}")
 
     async def close(self) -> None:
         """Stop listening and close the connection; the cache keeps its last state."""

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from services.ingest.api.app import start_api
 from services.ingest.api.context import ApiContext
 from services.ingest.consumer import IngestConsumer
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
-from shared.acks import BatchAcker
-from shared.amqp import connect, declare
+from shared.amqp import connect, declare, is_blocked
+from shared.consuming import unblocked
 from shared.db import create_pool
 from shared.event_types import Catalogue
 from shared.logging import get_logger
@@ -21,7 +21,7 @@ from shared.ops import Readiness
 from shared.secretbox import SecretBox
 from shared.settings import Settings
 from shared.targets import TargetPolicy
-from shared.topology import Exchange, Queue, Topology
+from shared.topology import Exchange, Queue, Topology, topology_of
 
 log = get_logger("ingest")
 
@@ -39,13 +39,14 @@ def ingest_topology(topology: Topology) -> tuple[list[Exchange], list[Queue]]:
     )
 
 
-def _alive(connection: AbstractRobustConnection) -> bool:
-    return not connection.is_closed
+def _alive(connection: AbstractRobustConnection, channel: AbstractChannel) -> bool:
+    """The publishing connection is up and its channel open (both restore by themselves)."""
+    return connection.connected.is_set() and not channel.is_closed
 
 
 async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> None:
     """Consume `{ns}.ingest` and serve the HTTP API until `stop` is set, then drain."""
-    topology = Topology(settings.namespace, settings.retry_delays)
+    topology = topology_of(settings)
     database_url = settings.database_url.get_secret_value()
     async with AsyncExitStack() as stack:
         pool = await create_pool(database_url, size=settings.db_pool_size)
@@ -58,19 +59,10 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         stack.push_async_callback(connection.close)
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchanges, _ = await declare(publish_channel, *ingest_topology(topology))
-        # Consuming on a connection of its own: when RabbitMQ throttles the publishing
-        # connection (credit flow), the acks of consumed messages must not wait behind it.
-        consume_connection = await connect(settings, "ingest-consume")
-        stack.push_async_callback(consume_connection.close)
-        consume_channel = await consume_connection.channel()
-        acker = BatchAcker(name="ingest-acks")
-        acker.start()
-        # Closed after the consumer drained and before its connection: the last acks go out.
-        stack.push_async_callback(acker.close)
-        await consume_channel.set_qos(prefetch_count=settings.ingest_prefetch)
-        ingest_queue = await consume_channel.get_queue(topology.ingest_queue.name, ensure=False)
 
-        publisher = Publisher(publish_channel, topology, exchanges)
+        publisher = Publisher(
+            publish_channel, topology, exchanges, blocked=lambda: is_blocked(connection)
+        )
         intake = Intake(pool, publisher)
         intake.start()
         stack.push_async_callback(intake.close)
@@ -86,12 +78,19 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         )
         api = await start_api(ctx)
         stack.push_async_callback(api.cleanup)
-        consumer = IngestConsumer(settings, intake, publisher, catalogue, acker)
-        await consumer.start(ingest_queue)
+        # Consuming on a connection of its own (`shared.consuming`): when RabbitMQ throttles
+        # or blocks the publishing connection, the acks of consumed messages must not wait
+        # behind it. While publishes are blocked the consumer takes no new work; the API
+        # stays up (and ready) to answer 503 at once.
+        consumer = IngestConsumer(
+            settings, intake, publisher, catalogue, topology.ingest_queue, unblocked(connection)
+        )
+        await consumer.start()
         stack.push_async_callback(consumer.stop, settings.shutdown_grace)
         # Registered last: ready means the API listens and the consumer runs.
         readiness.add("ingest_postgres", lambda: catalogue.connected)
-        readiness.add("ingest_rabbitmq", lambda: _alive(connection) and _alive(consume_connection))
+        readiness.add("ingest_rabbitmq", lambda: _alive(connection, publish_channel))
+        readiness.add("ingest_consuming", lambda: consumer.consumer.consuming)
         log.info("ingest_started", queue=topology.ingest_queue.name)
         await stop.wait()
         log.info("ingest_stopping")

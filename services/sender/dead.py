@@ -23,7 +23,7 @@ from shared.amqp import connect, declare, delivery_json_message, publish_confirm
 from shared.logging import configure_logging, get_logger
 from shared.models import H_ERROR, DeliveryMessage
 from shared.settings import Settings, load_settings
-from shared.topology import SEND_ROUTING_KEY, Topology
+from shared.topology import SEND_ROUTING_KEY, Topology, topology_of
 
 log = get_logger("dead")
 
@@ -76,7 +76,7 @@ async def _dead_queue(channel: AbstractChannel, topology: Topology) -> AbstractQ
 
 async def list_dead(settings: Settings, limit: int) -> list[DeadEntry]:
     """Up to `limit` dead deliveries, oldest first; every one stays in the dead queue."""
-    topology = Topology(settings.namespace, settings.retry_delays)
+    topology = topology_of(settings)
     connection = await connect(settings, "dead-list")
     try:
         channel = await connection.channel()
@@ -97,7 +97,7 @@ async def list_dead(settings: Settings, limit: int) -> list[DeadEntry]:
 
 async def redrive(settings: Settings, subscription_id: str | None = None) -> RedriveReport:
     """Send dead deliveries (of one subscription, or all) to the work queue as attempt 1."""
-    topology = Topology(settings.namespace, settings.retry_delays)
+    topology = topology_of(settings)
     connection = await connect(settings, "dead-redrive")
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     try:
