@@ -13,8 +13,8 @@ How it knows a row has no live message (it never re-sends one that has on purpos
 - `{ns}.fanout` and `{ns}.deliveries` had no ready message at two passes in a row: no
   backlog holds its event or its message;
 - it was a candidate, unchanged (`updated_at`), at the previous pass too, a pass interval
-  earlier: a message a sender held at the first pass (its prefetch window) has been settled
-  by the second, which changes the row.
+  earlier (at most 5 min, at least two delivery timeouts): a message a sender held at the
+  first pass (its prefetch window) has been settled by the second, which changes the row.
 Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several sender replicas never publish the
 same one, and its `next_attempt_at` is moved to now once its copy is confirmed. One owner:
 the sender, whose work queue the copy goes to; the task is supervised.
@@ -77,7 +77,9 @@ class OverdueSweep:
         self._overdue_s = settings.overdue_after
         self._max_attempts = settings.max_attempts
         self._connection = connection
-        self.interval_s = max(min(self._overdue_s / 2, PASS_MAX_S), 0.5)
+        # Longer than a message can sit in a sender's hands unchanged (a POST and its wait
+        # for a slot), so the second look at a candidate is after any such message settled.
+        self.interval_s = max(min(self._overdue_s / 2, PASS_MAX_S), 2 * settings.delivery_timeout + 1)
         self._previous: dict[str, datetime] | None = None
         """Candidates of the previous pass (id -> updated_at), None when it did not count."""
 
