@@ -190,17 +190,20 @@ def _marker(body: bytes) -> str | None:
 
 @asynccontextmanager
 async def running_pipeline(
-    settings: Settings, services: tuple[str, ...] = ("ingest", "fanout", "sender")
+    settings: Settings,
+    services: tuple[str, ...] = ("ingest", "fanout", "sender"),
+    broker_url: str = AMQP_URL,
 ) -> AsyncIterator[Pipeline]:
     """Ingest, fanout and the sender in this process (`hookline all`), a receiver, and a
-    broker channel of the test's own; stopped at the end and checked to exit 0."""
+    broker channel of the test's own (on `broker_url`); stopped at the end and checked to
+    exit 0."""
     receiver = Receiver()
     await receiver.start()
     stop = asyncio.Event()
     runs = {"ingest": run_ingest, "fanout": run_fanout, "sender": run_sender}
     components = [(name, runs[name]) for name in services]
     task = asyncio.create_task(serve(settings, "all", components, stop=stop))
-    connection = await aio_pika.connect(AMQP_URL)
+    connection = await aio_pika.connect(broker_url)
     try:
         async with aiohttp.ClientSession() as http:
             channel = await connection.channel()
