@@ -79,7 +79,9 @@ class OverdueSweep:
         self._connection = connection
         # Longer than a message can sit in a sender's hands unchanged (a POST and its wait
         # for a slot), so the second look at a candidate is after any such message settled.
-        self.interval_s = max(min(self._overdue_s / 2, PASS_MAX_S), 2 * settings.delivery_timeout + 1)
+        self.interval_s = max(
+            min(self._overdue_s / 2, PASS_MAX_S), 2 * settings.delivery_timeout + 1
+        )
         self._previous: dict[str, datetime] | None = None
         """Candidates of the previous pass (id -> updated_at), None when it did not count."""
 

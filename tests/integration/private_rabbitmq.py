@@ -65,13 +65,9 @@ def _usable() -> bool:
     return os.geteuid() == 0 and shutil.which("rabbitmq-server") is not None
 
 
-@asynccontextmanager
-async def private_node() -> AsyncIterator[PrivateNode]:
-    """A fresh node for the block; skips the test where one cannot run."""
-    if not _usable():
-        pytest.skip("a private RabbitMQ node needs root and rabbitmq-server")
+def _prepare(port: int) -> Path:
+    """A directory owned by rabbitmq with the node's config, plugins, data and logs."""
     base = Path(tempfile.mkdtemp(prefix="hl-test-rabbit-"))
-    port, dist_port = free_port(), free_port()
     (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\n")
     (base / "enabled_plugins").write_text("[].\n")
     for sub in ("mnesia", "log"):
@@ -79,6 +75,16 @@ async def private_node() -> AsyncIterator[PrivateNode]:
     shutil.chown(base, "rabbitmq", "rabbitmq")
     for path in base.iterdir():
         shutil.chown(path, "rabbitmq", "rabbitmq")
+    return base
+
+
+@asynccontextmanager
+async def private_node() -> AsyncIterator[PrivateNode]:
+    """A fresh node for the block; skips the test where one cannot run."""
+    if not _usable():
+        pytest.skip("a private RabbitMQ node needs root and rabbitmq-server")
+    port, dist_port = free_port(), free_port()
+    base = _prepare(port)
     node = PrivateNode(
         name=f"hl-test-{uuid.uuid4().hex[:8]}@localhost",
         port=port,

@@ -126,3 +126,38 @@ async def test_an_outage_holds_the_message_without_requeueing_it(
     # Both acked: nothing comes back.
     assert await counts(channel, queue.name) == (0, 0)
     await channel.queue_delete(queue.name)
+
+
+async def test_a_publisher_channel_is_reopened_after_a_channel_error(
+    settings: Settings, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    """Publishers rely on the robust connection: after the broker closed their channel for
+    an error, the next confirmed publish goes through on a reopened channel."""
+    from shared.amqp import connect, declare, publish_confirmed
+
+    connection = await connect(settings, "test-publish")
+    try:
+        publishing = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        queue = Queue(f"{settings.namespace}.publish-test")
+        await declare(publishing, [], [queue])
+        with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+            await publishing.declare_exchange(f"{settings.namespace}.missing", passive=True)
+
+        async def published() -> None:
+            message = aio_pika.Message(b"x")
+            await publish_confirmed(publishing.default_exchange, message, queue.name)
+
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                try:
+                    await published()
+                    break
+                except Exception:  # the channel is being reopened
+                    await asyncio.sleep(0.1)
+        # Counted on the test's own channel: a robust channel answers a passive declare
+        # from its cache.
+        ready, _ = await counts(channel, queue.name)
+        assert ready == 1
+        await channel.queue_delete(queue.name)
+    finally:
+        await connection.close()
