@@ -174,6 +174,9 @@ class Publisher:
     async def _confirmed(
         self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str
     ) -> None:
+        if self.blocked():
+            # No confirm would come before the alarm clears: say so now (API: 503).
+            raise self._unconfirmed(exchange, BlockedByBroker())
         try:
             await asyncio.wait_for(
                 exchange.publish(message, routing_key, mandatory=True), _CONFIRM_TIMEOUT_S
