@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aio_pika
 import asyncpg
 import pytest
 
@@ -14,6 +15,7 @@ from shared.ops import Readiness
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.pipeline_support import WAIT_S, rabbitmqctl, running_pipeline
+from tests.support import AMQP_URL
 
 
 async def queue_types(namespace: str) -> dict[str, str]:
@@ -71,3 +73,31 @@ async def test_a_queue_of_the_other_type_stops_the_service_naming_the_migration(
     message = str(failure.value)
     assert f"{settings.namespace}.ingest" in message
     assert "HOOKLINE_QUEUE_TYPE" in message and "docs/reliability.md" in message
+
+
+async def test_past_the_delivery_limit_a_message_goes_to_its_rejected_queue(
+    settings: Settings,
+) -> None:
+    topology = Topology(settings.namespace, settings.retry_delays, "quorum", delivery_limit=2)
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        _, queues = await declare(
+            channel, [topology.ingest_exchange], [topology.ingest_queue, topology.rejected_queue]
+        )
+        exchange = await channel.get_exchange(topology.ingest_exchange.name)
+        await exchange.publish(aio_pika.Message(b'{"type": "a.b"}', message_id="m1"), "a.b")
+        work, rejected = queues[topology.ingest_queue.name], queues[topology.rejected_queue.name]
+        returned = 0
+        async with asyncio.timeout(WAIT_S):
+            while (moved := await rejected.get(fail=False, no_ack=True)) is None:
+                message = await work.get(fail=False)
+                if message is None:
+                    await asyncio.sleep(0.05)
+                    continue
+                await message.nack(requeue=True)
+                returned += 1
+        assert moved.message_id == "m1" and moved.body == b'{"type": "a.b"}'
+        assert returned >= 2  # returned up to the limit, then moved, not dropped
+    finally:
+        await connection.close()
