@@ -27,12 +27,12 @@ def test_every_quorum_queue_is_quorum_and_work_queues_overflow_to_a_named_place(
     topology = topology_of(make_settings("hl", "db", queue_type="quorum"))
     _, queues = topology.everything()
     assert {q.arguments["x-queue-type"] for q in queues} == {"quorum"}
-    overflow = {
-        topology.ingest_queue: topology.rejected_queue.name,
-        topology.fanout_queue: topology.fanout_rejected_queue.name,
-        topology.deliveries_queue: topology.dead_queue.name,
-    }
-    for queue, place in overflow.items():
+    overflow = [
+        (topology.ingest_queue, topology.rejected_queue.name),
+        (topology.fanout_queue, topology.fanout_rejected_queue.name),
+        (topology.deliveries_queue, topology.dead_queue.name),
+    ]
+    for queue, place in overflow:
         assert queue.arguments["x-delivery-limit"] == 50
         assert queue.arguments["x-dead-letter-exchange"] == ""
         assert queue.arguments["x-dead-letter-routing-key"] == place
