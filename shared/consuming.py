@@ -294,7 +294,9 @@ class Consumer:
     async def _hold(
         self, message: AbstractIncomingMessage, exc: BaseException, delay_s: float
     ) -> None:
-        log.warning(
+        # Warned once per message: an outage holds a whole prefetch window of them.
+        emit = log.warning if delay_s == HOLD_FIRST_S else log.debug
+        emit(
             "message_held",
             consumer=self.name,
             message_id=message.message_id,

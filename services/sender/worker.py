@@ -131,7 +131,9 @@ class DeliveryWorker:
             except TRANSIENT_ERRORS as exc:
                 if self._stopping.is_set() or message.channel.is_closed:
                     raise
-                log.warning(
+                # Warned once per message: an outage holds a whole prefetch window.
+                emit = log.warning if delay_s == _HOLD_FIRST_S else log.debug
+                emit(
                     "delivery_held",
                     message_id=message.message_id,
                     error=f"{type(exc).__name__}: {exc}",
