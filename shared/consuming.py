@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -114,6 +115,8 @@ class Consumer:
         self.restores = 0
         """How many times consuming was restored after a loss."""
         self._consumed_before = False
+        self._generation = 0
+        """Which connection is the current one (callbacks of older ones are ignored)."""
         self._lost_reason = "channel or connection closed"
         self._restored = metrics.CONSUMER_RESTORES.labels(name)
 
@@ -200,6 +203,8 @@ class Consumer:
     async def _consume_until_lost(self) -> None:
         """Connect, declare, consume, and return (or raise) once any of it is lost."""
         self._lost.clear()
+        self._generation += 1
+        lost = functools.partial(self._on_closed, self._generation)
         url = self._settings.amqp_url.get_secret_value()
         connection = await aio_pika.connect(
             url,
@@ -207,14 +212,16 @@ class Consumer:
             timeout=CONNECT_TIMEOUT_S,
         )
         self._connection = connection
-        connection.close_callbacks.add(self._on_closed)
+        connection.close_callbacks.add(lost)
         channel = await connection.channel(publisher_confirms=False)
         self._channel = channel
-        channel.close_callbacks.add(self._on_closed)
+        channel.close_callbacks.add(lost)
         await channel.set_qos(prefetch_count=self._prefetch)
         _, queues = await declare(channel, [], [self._queue])
         underlay = await channel.get_underlay_channel()
-        underlay.on_consumer_cancel_callbacks.add(self._on_cancelled)
+        underlay.on_consumer_cancel_callbacks.add(
+            functools.partial(self._on_cancelled, self._generation)
+        )
         self._tag = await queues[self._queue.name].consume(self._on_message)
         if self._consumed_before:
             self.restores += 1
@@ -225,14 +232,18 @@ class Consumer:
         await self._lost.wait()
         raise ConnectionError(self._lost_reason)
 
-    def _on_closed(self, _: object, exc: BaseException | None = None) -> None:
+    def _on_closed(self, generation: int, _: object, exc: BaseException | None = None) -> None:
+        if generation != self._generation:
+            return  # a connection given up on before; its close says nothing of the current one
         self.consuming = False
         if exc is not None:
             self._lost_reason = f"{type(exc).__name__}: {exc}"
         self._lost.set()
 
-    def _on_cancelled(self, frame: object) -> None:
+    def _on_cancelled(self, generation: int, frame: object) -> None:
         # The broker cancelled the consumer: its queue was deleted (or its node lost).
+        if generation != self._generation:
+            return
         self.consuming = False
         self._lost_reason = "consumer cancelled by the broker"
         self._lost.set()
