@@ -50,14 +50,15 @@ def connection_name(settings: Settings, name: str) -> str:
     return f"hookline-{settings.namespace}-{name}"
 
 
-async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
+async def connect(settings: Settings, name: str, *, wait: bool = True) -> AbstractRobustConnection:
     """A robust connection for publishing, named for the broker UI; waits for the broker.
 
     aio-pika's robust connection reconnects by itself after any loss and reopens its channels
     (a channel closed by a channel error too), which is what publisher channels need: every
     publish waits for it within its own deadline. Consumers do not rely on it: see
     `shared.consuming`. At start, an unreachable broker is tried again with backoff for as
-    long as it takes (logged as `broker_unreachable`).
+    long as it takes (logged as `broker_unreachable`); with `wait=False` (operator commands)
+    it raises BrokerUnavailable instead.
     """
     url = settings.amqp_url.get_secret_value()
     delay_s = RECONNECT_FIRST_S
@@ -70,6 +71,8 @@ async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
                 reconnect_interval=RECONNECT_FIRST_S * 4,
             )
         except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            if not wait:
+                raise BrokerUnavailable(f"cannot connect to RabbitMQ: {exc}") from exc
             log.warning("broker_unreachable", connection=name, error=str(exc), retry_in_s=delay_s)
         await asyncio.sleep(delay_s)
         delay_s = min(delay_s * 2, RECONNECT_MAX_S)

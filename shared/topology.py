@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 SEND_ROUTING_KEY = "send"
 QUEUE_TYPES = ("classic", "quorum")
 DEFAULT_DELIVERY_LIMIT = 50
+INSPECTED_DELIVERY_LIMIT = 1_000_000
+"""The delivery limit of quorum queues only people read (RabbitMQ 3.x has no "unlimited")."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,12 @@ class Topology:
         )
 
     def _plain_queue(self, name: str) -> Queue:
-        return Queue(name, arguments=dict(_QUORUM) if self.quorum else {})
+        """A queue people inspect (the rejected and dead queues); on quorum its delivery
+        limit is set far out of reach: `hookline dead list` takes and returns each message,
+        and RabbitMQ 4's default limit (20) would drop a dead delivery after 20 listings."""
+        if not self.quorum:
+            return Queue(name)
+        return Queue(name, arguments={**_QUORUM, "x-delivery-limit": INSPECTED_DELIVERY_LIMIT})
 
     # Exchanges
     @property

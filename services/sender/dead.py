@@ -77,7 +77,7 @@ async def _dead_queue(channel: AbstractChannel, topology: Topology) -> AbstractQ
 async def list_dead(settings: Settings, limit: int) -> list[DeadEntry]:
     """Up to `limit` dead deliveries, oldest first; every one stays in the dead queue."""
     topology = topology_of(settings)
-    connection = await connect(settings, "dead-list")
+    connection = await connect(settings, "dead-list", wait=False)
     try:
         channel = await connection.channel()
         queue = await _dead_queue(channel, topology)
@@ -98,7 +98,7 @@ async def list_dead(settings: Settings, limit: int) -> list[DeadEntry]:
 async def redrive(settings: Settings, subscription_id: str | None = None) -> RedriveReport:
     """Send dead deliveries (of one subscription, or all) to the work queue as attempt 1."""
     topology = topology_of(settings)
-    connection = await connect(settings, "dead-redrive")
+    connection = await connect(settings, "dead-redrive", wait=False)
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

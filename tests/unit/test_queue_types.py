@@ -37,6 +37,9 @@ def test_every_quorum_queue_is_quorum_and_work_queues_overflow_to_a_named_place(
         assert queue.arguments["x-dead-letter-exchange"] == ""
         assert queue.arguments["x-dead-letter-routing-key"] == place
         assert queue.arguments["x-dead-letter-strategy"] == "at-least-once"
+    for queue in (topology.rejected_queue, topology.fanout_rejected_queue, topology.dead_queue):
+        # Read by people (`hookline dead list` takes and returns each message): never dropped.
+        assert queue.arguments["x-delivery-limit"] >= 1_000_000
     retry = topology.retry_queue(5.0).arguments
     assert retry["x-dead-letter-exchange"] == "hl.deliveries"
     assert retry["x-dead-letter-strategy"] == "at-least-once"
