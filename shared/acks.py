@@ -25,6 +25,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiormq.abc import AbstractChannel
 
 from shared.logging import get_logger
+from shared.supervision import spawn
 
 log = get_logger("acks")
 
@@ -125,7 +126,7 @@ class BatchAcker:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self._name)
+        self._task = spawn(self._run(), name=self._name)
 
     async def close(self) -> None:
         """Send every ack that is due (call after the worker drained), then stop."""

@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 from shared.errors import HooklineError
 from shared.logging import get_logger
 from shared.metrics import DB_BATCH_SIZE
+from shared.supervision import spawn
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ class BatchWriter(Generic[T]):
 
     def start(self) -> None:
         """Start the task that cuts batches; call once, inside the running loop."""
-        self._loop_task = asyncio.create_task(self._run(), name=f"batch-writer-{self._name}")
+        self._loop_task = spawn(self._run(), name=f"batch-writer-{self._name}")
 
     async def submit(self, rows: Sequence[T]) -> None:
         """Write `rows` in the next batch; returns once they are written, else raises.

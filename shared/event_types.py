@@ -25,6 +25,7 @@ from jsonschema.validators import validator_for
 
 from shared.errors import DATABASE_ERRORS, StorageUnavailable
 from shared.logging import get_logger
+from shared.supervision import spawn
 
 CHANNEL = "hookline_event_types"
 
@@ -158,7 +159,7 @@ class Catalogue:
             conn = await self._connect()
         except _CONNECTION_ERRORS as exc:
             raise StorageUnavailable(f"cannot load the event-type catalogue: {exc}") from exc
-        self._task = asyncio.create_task(self._serve(conn), name="event_type_catalogue")
+        self._task = spawn(self._serve(conn), name="event_type_catalogue")
 
     async def close(self) -> None:
         if self._task is not None:

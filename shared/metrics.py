@@ -182,3 +182,14 @@ RETENTION_PARTITIONS_DROPPED = Counter(
     ["table"],
     registry=REGISTRY,
 )
+CONSUMER_RESTORES = Counter(
+    "hookline_consumer_restores_total",
+    "Times a consumer was restored after losing its channel or connection.",
+    ["consumer"],
+    registry=REGISTRY,
+)
+OVERDUE_REPUBLISHED = Counter(
+    "hookline_overdue_deliveries_republished_total",
+    "Pending deliveries published again by the overdue sweep (their message was lost).",
+    registry=REGISTRY,
+)

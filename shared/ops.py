@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -44,13 +45,60 @@ class Readiness:
         return found
 
 
-def ops_app(readiness: Readiness) -> web.Application:
+class Liveness:
+    """Whether the process has been unable to restore something for longer than `bound_s`.
+
+    Every readiness check stands for a connection, a consumer or a component start: one that
+    has been false without a break for more than `bound_s` means the process keeps failing
+    to restore it, and `/healthz` answers 503 so that a supervisor (Kubernetes' liveness
+    probe) restarts it. `sample` must run often (the ops server's monitor does, once a
+    second); a check that comes back true in between resets its clock.
+    """
+
+    def __init__(
+        self, readiness: Readiness, bound_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._readiness = readiness
+        self.bound_s = bound_s
+        self._clock = clock
+        self._false_since: dict[str, float] = {}
+
+    def sample(self) -> dict[str, float]:
+        """Look at every check now; returns how long each false one has been false (s)."""
+        now = self._clock()
+        down: dict[str, float] = {}
+        for name, ok in self._readiness.status().items():
+            if ok:
+                self._false_since.pop(name, None)
+                continue
+            since = self._false_since.setdefault(name, now)
+            down[name] = now - since
+        for name in set(self._false_since) - set(down):
+            del self._false_since[name]
+        return down
+
+    def overdue(self) -> dict[str, float]:
+        """The checks false for longer than the bound, with for how long (s)."""
+        return {name: s for name, s in self.sample().items() if s > self.bound_s}
+
+
+def ops_app(readiness: Readiness, liveness: Liveness | None = None) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     async def healthz(_: web.Request) -> web.Response:
+        overdue = liveness.overdue() if liveness is not None else {}
+        if overdue:
+            return web.json_response(
+                {
+                    "status": "unhealthy",
+                    "bound_s": liveness.bound_s if liveness is not None else None,
+                    "down_s": {name: round(s, 1) for name, s in overdue.items()},
+                },
+                status=503,
+            )
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:

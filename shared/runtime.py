@@ -15,8 +15,9 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from shared import supervision
 from shared.logging import configure_logging, get_logger
-from shared.ops import Readiness, ops_app, start_site
+from shared.ops import Liveness, Readiness, ops_app, start_site
 from shared.sampler import sampler
 from shared.settings import Settings
 
@@ -39,44 +40,83 @@ async def serve(
 ) -> int:
     """Run the components until `stop` (by default SIGTERM/SIGINT) or until one fails.
 
-    Returns the process exit code: 0 after a clean stop, 1 when a component failed.
+    Returns the process exit code: 0 after a clean stop, 1 when a component or a supervised
+    side task (`shared.supervision.spawn`) failed.
     """
     if stop is None:
         stop = asyncio.Event()
         _install_signal_handlers(stop)
     readiness = Readiness()
+    liveness = Liveness(readiness, settings.liveness_bound)
+    supervisor = supervision.Supervisor()
+    token = supervision.install(supervisor)
     port = settings.metrics_port_for(service)
-    runner = await start_site(ops_app(readiness), settings.metrics_host, port)
+    runner = await start_site(ops_app(readiness, liveness), settings.metrics_host, port)
     log.info("service_starting", service=service, metrics_port=port)
     components = [*components, sampler(service)]  # backlog metrics (shared.sampler)
     tasks = [
         asyncio.create_task(component(settings, stop, readiness.scope(name)), name=name)
         for name, component in components
     ]
-    failed = False
+    monitor = asyncio.create_task(_monitor(liveness, supervisor, stop), name="ops-monitor")
     try:
-        pending: set[asyncio.Task[None]] = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                exc = task.exception()
-                if exc is not None:
-                    failed = True
-                    log.error(
-                        "component_failed",
-                        component=task.get_name(),
-                        error=f"{type(exc).__name__}: {exc}",
-                        exc_info=exc,
-                    )
-                # Any component that returns or dies takes the others down with it:
-                # a half-running service would look alive and do nothing.
-                stop.set()
+        failed = await _wait_components(tasks, stop)
     finally:
+        monitor.cancel()
         for task in tasks:
             task.cancel()
         await runner.cleanup()
+        supervision.uninstall(token)
+    failed = failed or supervisor.failed.is_set()
     log.info("service_stopped", service=service, failed=failed)
     return 1 if failed else 0
+
+
+async def _wait_components(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> bool:
+    """Wait for every component; True when one of them failed."""
+    failed = False
+    pending: set[asyncio.Task[None]] = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is not None:
+                failed = True
+                log.error(
+                    "component_failed",
+                    component=task.get_name(),
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=exc,
+                )
+            # Any component that returns or dies takes the others down with it:
+            # a half-running service would look alive and do nothing.
+            stop.set()
+    return failed
+
+
+MONITOR_INTERVAL_S = 1.0
+
+
+async def _monitor(
+    liveness: Liveness, supervisor: supervision.Supervisor, stop: asyncio.Event
+) -> None:
+    """Sample liveness once a second (logging when the bound is passed), and stop the process
+    when a supervised side task died."""
+    interval_s = min(MONITOR_INTERVAL_S, max(liveness.bound_s / 4, 0.05))
+    reported: set[str] = set()
+    while True:
+        try:
+            await asyncio.wait_for(supervisor.failed.wait(), interval_s)
+        except TimeoutError:
+            overdue = liveness.overdue()
+            for name in set(overdue) - reported:
+                log.error("liveness_bound_exceeded", check=name, down_s=round(overdue[name], 1))
+            reported = set(overdue)
+            continue
+        name, exc = supervisor.failures[0]
+        log.error("service_stopping_after_task_failure", task=name, error=repr(exc))
+        stop.set()
+        return
 
 
 async def drain_tasks(tasks: set[asyncio.Task[Any]], grace_s: float) -> int:

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     """How long events, deliveries and attempts are kept (pending deliveries always are)."""
     idempotency_window: DurationS = 86400.0
     """How long an idempotency key is remembered, per tenant, from its first acceptance."""
+    queue_type: Literal["classic", "quorum"] = "classic"
 
     # Beyond the contract: tuning knobs with defaults sized for one 2-core machine.
     sender_concurrency: int = Field(256, ge=1)
@@ -93,6 +94,14 @@ class Settings(BaseSettings):
     subscriptions."""
     sender_subscription_cache_size: int = Field(10_000, ge=1)
     """Subscriptions (URL, keys, status; ~0.5 KB each) the sender keeps in memory."""
+    liveness_bound: DurationS = 60.0
+    """How long a consumer or a connection may stay unrestored before `/healthz` says 503."""
+    quorum_delivery_limit: int = Field(50, ge=2)
+    """`x-delivery-limit` of the quorum work queues: returns of one message before it is
+    dead-lettered to its queue's rejected or dead queue (docs/reliability.md)."""
+    overdue_after: DurationS = 3600.0
+    """A pending delivery whose next attempt is this overdue is published again by the
+    sender's overdue sweep (its message was lost with a queue or a node)."""
 
     @field_validator("api_tokens", "allowed_target_networks", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ import asyncpg
 
 from shared.errors import DATABASE_ERRORS, StorageUnavailable
 from shared.logging import get_logger
+from shared.supervision import spawn
 
 CHANNEL = "hookline_subscriptions"
 
@@ -76,9 +77,7 @@ class SubscriptionListener:
         except DATABASE_ERRORS as exc:
             await self._drop_connection()
             raise StorageUnavailable(f"cannot listen for subscription changes: {exc}") from exc
-        self._watch_task = asyncio.create_task(
-            self._watch(), name=f"subscription-cache-watch-{self._service}"
-        )
+        self._watch_task = spawn(self._watch(), name=f"subscription-cache-watch-{self._service}")
 
     async def close(self) -> None:
         """Stop listening and close the connection."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from contextlib import AsyncExitStack
 from functools import partial
 
@@ -12,12 +11,13 @@ from services.fanout.publisher import DeliveryPublisher
 from services.fanout.router import Router
 from shared.amqp import connect, declare
 from shared.batching import BatchWriter
+from shared.consuming import Consumer, unblocked
 from shared.db import create_pool
 from shared.logging import get_logger
 from shared.ops import Readiness
 from shared.routing_cache import RoutingCache
 from shared.settings import Settings
-from shared.topology import Topology
+from shared.topology import topology_of
 
 log = get_logger("fanout")
 
@@ -27,7 +27,7 @@ _BATCH_MAX_DELAY_S = 0.003
 
 async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> None:
     """Run fanout until `stop` is set; in-flight events finish within `shutdown_grace`."""
-    topology = Topology(settings.namespace, settings.retry_delays)
+    topology = topology_of(settings)
     database_url = settings.database_url.get_secret_value()
     async with AsyncExitStack() as stack:
         pool = await create_pool(database_url, size=settings.db_pool_size)
@@ -48,10 +48,6 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         # Deliveries of a parked subscription go straight to a retry queue (see
         # services.sender.park); the sender declares them too, with the same arguments.
         await declare(publish_channel, [], list(topology.retry_queues))
-        consume_channel = await connection.channel()
-        await consume_channel.set_qos(prefetch_count=settings.fanout_prefetch)
-        queue = await consume_channel.get_queue(topology.fanout_queue.name)
-
         writer: BatchWriter[DeliveryRow] = BatchWriter(
             partial(insert_deliveries, pool),
             name="deliveries",
@@ -71,14 +67,26 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         )
         readiness.add("fanout_subscriptions", cache.ready)
         readiness.add("fanout_database", lambda: router.storage_ok and not pool.is_closing())
-        readiness.add("fanout_broker", connection.connected.is_set)
-
-        consumer_tag = await queue.consume(router.handle)
-        log.info("fanout_started", queue=queue.name, prefetch=settings.fanout_prefetch)
+        # Consuming on a connection of its own that `shared.consuming` restores after any
+        # outage; it takes no new events while RabbitMQ blocks the publishing connection.
+        consumer = Consumer(
+            settings,
+            "fanout-consume",
+            topology.fanout_queue,
+            router.handle,
+            prefetch=settings.fanout_prefetch,
+            gate=unblocked(connection),
+        )
+        await consumer.start()
+        # Stopped first: in-flight events finish before the writer and connection close.
+        stack.push_async_callback(consumer.stop, settings.shutdown_grace)
+        readiness.add(
+            "fanout_broker", lambda: connection.connected.is_set() and not publish_channel.is_closed
+        )
+        readiness.add("fanout_consuming", lambda: consumer.consuming)
+        log.info(
+            "fanout_started", queue=topology.fanout_queue.name, prefetch=settings.fanout_prefetch
+        )
         await stop.wait()
         log.info("fanout_stopping")
-        # With the broker gone the cancel fails; the events in hand must still be drained.
-        with contextlib.suppress(Exception):
-            await queue.cancel(consumer_tag)
-        await router.drain(settings.shutdown_grace)
     log.info("fanout_stopped")

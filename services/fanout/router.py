@@ -3,9 +3,10 @@
 For each event consumed from `{ns}.fanout`: match it against the subscription cache, write
 its delivery rows (batched with other events' rows), publish its deliveries with publisher
 confirms (one batch message for the matches, plain messages for parked subscriptions:
-`services.fanout.publisher`), and only then ack the event. Every event ends acked after its
-deliveries are durable, moved to `{ns}.fanout.rejected` with a reason, or requeued after a
-backoff when Postgres or RabbitMQ is in trouble; none is dropped.
+`services.fanout.publisher`), and only then return, which acks the event (the ack policy is
+`shared.consuming`'s). Every event ends acked after its deliveries are durable or after it
+was moved to `{ns}.fanout.rejected` with a reason; when Postgres or RabbitMQ is in trouble
+`handle` raises and the runtime holds the event and tries again; none is dropped.
 
 At least once: if fanout dies after publishing an event's deliveries but before its ack, the
 broker hands the event out again, and its deliveries are published a second time. Their rows
@@ -15,10 +16,7 @@ insert skips existing ids), and receivers deduplicate on `webhook-id` (CONTRACT 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime
-from typing import Any
 
 import aio_pika
 import asyncpg
@@ -39,9 +37,6 @@ from shared.subscriptions import Route
 from shared.topology import Topology
 
 log = get_logger("fanout")
-
-_BACKOFF_FIRST_S = 0.2
-_BACKOFF_MAX_S = 10.0
 
 _RETRYABLE: tuple[type[BaseException], ...] = (StorageUnavailable, WriterClosed, *BROKER_ERRORS)
 
@@ -68,39 +63,22 @@ class Router:
         self._rejected_queue = rejected_queue
         self._topology = topology
         self._schedule = RetrySchedule(topology.retry_delays_s) if topology else None
-        self._failures = 0
-        self._stopping = asyncio.Event()
-        self._inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         self.storage_ok = True
         """False after a failed write until the next successful one (for readiness)."""
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        """Route one event message; always ends in ack, reject-to-queue or requeue."""
-        self._inflight += 1
-        self._idle.clear()
+        """Route one event message; returns once it may be acked (deliveries durable, or the
+        event rejected to its queue), raises an outage (StorageUnavailable, a broker error)
+        for the runtime to hold it and try again."""
         try:
             await self._route(message)
+        except _RETRYABLE:
+            raise
         except Exception as exc:
             # A bug, not bad luck: park the event where it can be looked at and sent again,
             # rather than looping on it or leaving it unacked.
             log.error("event_handling_failed", message_id=message.message_id, exc_info=exc)
             await self._reject(message, "internal_error", f"{type(exc).__name__}: {exc}")
-        finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Wait for events in flight to finish; False when `timeout_s` ran out first."""
-        self._stopping.set()
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
-            log.warning("fanout_drain_timed_out", inflight=self._inflight)
-            return False
-        return True
 
     async def _route(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -118,7 +96,6 @@ class Router:
             await self._retry_later(message, event.event_id, exc)
             return
         if not subscriptions:
-            await _settle(message.ack())
             return
         rows = [(delivery_id(event.event_id, s.id), event.event_id, s.id) for s in subscriptions]
         parked = self._parked(subscriptions)
@@ -135,9 +112,7 @@ class Router:
                 self.storage_ok = False
             await self._retry_later(message, event.event_id, exc)
             return
-        self._failures = 0
         FANOUT_DELIVERIES.inc(len(rows))
-        await _settle(message.ack())
 
     def _parked(self, subscriptions: list[Route]) -> dict[str, str] | None:
         """Subscription id -> retry queue, for those parked now (see services.sender.park).
@@ -183,30 +158,11 @@ class Router:
             return
         EVENTS_REJECTED.labels(f"fanout_{reason}").inc()
         log.warning("event_rejected", reason=reason, error=detail, message_id=message.message_id)
-        await _settle(message.ack())
 
+    @staticmethod
     async def _retry_later(
-        self, message: AbstractIncomingMessage, event_id: str | None, exc: BaseException
+        message: AbstractIncomingMessage, event_id: str | None, exc: BaseException
     ) -> None:
-        """Requeue after a backoff that grows while failures follow each other."""
-        self._failures += 1
-        delay_s = min(_BACKOFF_FIRST_S * 2 ** min(self._failures - 1, 10), _BACKOFF_MAX_S)
-        log.warning(
-            "event_requeued",
-            event_id=event_id,
-            error=f"{type(exc).__name__}: {exc}",
-            retry_in_s=delay_s,
-        )
-        # Holding the message meanwhile keeps its prefetch slot: that is the backpressure.
-        # A stop cuts the wait short, so shutdown is not held up by a sleeping retry.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay_s)
-        await _settle(message.nack(requeue=True))
-
-
-async def _settle(outcome: Any) -> None:
-    """Await an ack or nack; when the channel is gone the broker redelivers by itself."""
-    try:
-        await outcome
-    except BROKER_ERRORS as exc:
-        log.warning("event_settle_failed", error=f"{type(exc).__name__}: {exc}")
+        """Hand the outage to the runtime, which holds the event and tries it again."""
+        log.warning("event_held", event_id=event_id, error=f"{type(exc).__name__}: {exc}")
+        raise exc

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from contextlib import AsyncExitStack
 
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from services.ingest.api.app import start_api
 from services.ingest.api.context import ApiContext
@@ -14,16 +13,17 @@ from services.ingest.consumer import IngestConsumer
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
 from services.ingest.retention import Retention
-from shared.acks import BatchAcker
-from shared.amqp import connect, declare
+from shared.amqp import connect, declare, is_blocked
+from shared.consuming import unblocked
 from shared.db import create_pool
 from shared.event_types import Catalogue
 from shared.logging import get_logger
 from shared.ops import Readiness
 from shared.secretbox import SecretBox
 from shared.settings import Settings
+from shared.supervision import spawn
 from shared.targets import TargetPolicy
-from shared.topology import Exchange, Queue, Topology
+from shared.topology import Exchange, Queue, Topology, topology_of
 
 log = get_logger("ingest")
 
@@ -41,13 +41,14 @@ def ingest_topology(topology: Topology) -> tuple[list[Exchange], list[Queue]]:
     )
 
 
-def _alive(connection: AbstractRobustConnection) -> bool:
-    return not connection.is_closed
+def _alive(connection: AbstractRobustConnection, channel: AbstractChannel) -> bool:
+    """The publishing connection is up and its channel open (both restore by themselves)."""
+    return connection.connected.is_set() and not channel.is_closed
 
 
 async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> None:
     """Consume `{ns}.ingest` and serve the HTTP API until `stop` is set, then drain."""
-    topology = Topology(settings.namespace, settings.retry_delays)
+    topology = topology_of(settings)
     database_url = settings.database_url.get_secret_value()
     async with AsyncExitStack() as stack:
         pool = await create_pool(database_url, size=settings.db_pool_size)
@@ -60,19 +61,10 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         stack.push_async_callback(connection.close)
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchanges, _ = await declare(publish_channel, *ingest_topology(topology))
-        # Consuming on a connection of its own: when RabbitMQ throttles the publishing
-        # connection (credit flow), the acks of consumed messages must not wait behind it.
-        consume_connection = await connect(settings, "ingest-consume")
-        stack.push_async_callback(consume_connection.close)
-        consume_channel = await consume_connection.channel()
-        acker = BatchAcker(name="ingest-acks")
-        acker.start()
-        # Closed after the consumer drained and before its connection: the last acks go out.
-        stack.push_async_callback(acker.close)
-        await consume_channel.set_qos(prefetch_count=settings.ingest_prefetch)
-        ingest_queue = await consume_channel.get_queue(topology.ingest_queue.name, ensure=False)
 
-        publisher = Publisher(publish_channel, topology, exchanges)
+        publisher = Publisher(
+            publish_channel, topology, exchanges, blocked=lambda: is_blocked(connection)
+        )
         intake = Intake(pool, publisher, window_s=settings.idempotency_window)
         intake.start()
         stack.push_async_callback(intake.close)
@@ -88,33 +80,26 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         )
         api = await start_api(ctx)
         stack.push_async_callback(api.cleanup)
-        consumer = IngestConsumer(settings, intake, publisher, catalogue, acker)
-        await consumer.start(ingest_queue)
+        # Consuming on a connection of its own (`shared.consuming`): when RabbitMQ throttles
+        # or blocks the publishing connection, the acks of consumed messages must not wait
+        # behind it. While publishes are blocked the consumer takes no new work; the API
+        # stays up (and ready) to answer 503 at once.
+        consumer = IngestConsumer(
+            settings, intake, publisher, catalogue, topology.ingest_queue, unblocked(connection)
+        )
+        await consumer.start()
         stack.push_async_callback(consumer.stop, settings.shutdown_grace)
         # Registered last: ready means the API listens and the consumer runs.
         readiness.add("ingest_postgres", lambda: catalogue.connected)
-        readiness.add("ingest_rabbitmq", lambda: _alive(connection) and _alive(consume_connection))
+        readiness.add("ingest_rabbitmq", lambda: _alive(connection, publish_channel))
+        readiness.add("ingest_consuming", lambda: consumer.consumer.consuming)
         retention = Retention(
             pool, retention_s=settings.retention, window_s=settings.idempotency_window
         )
-        side = asyncio.create_task(retention.run(stop), name="ingest-retention")
+        # Supervised: partitions must keep being made ahead, so ingest never runs without it.
+        side = spawn(retention.run(stop), name="ingest-retention")
+        stack.callback(side.cancel)
         log.info("ingest_started", queue=topology.ingest_queue.name)
-        try:
-            await _until_stopped(stop, side)
-        finally:
-            side.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await side
+        await stop.wait()
         log.info("ingest_stopping")
 
-
-async def _until_stopped(stop: asyncio.Event, side: asyncio.Task[None]) -> None:
-    """Wait for `stop`; raise what killed the retention task if it dies first (partitions
-    must keep being made ahead, so ingest must not run without it unnoticed)."""
-    stopped = asyncio.create_task(stop.wait(), name="ingest-stop-wait")
-    try:
-        await asyncio.wait({stopped, side}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if side.done() and not side.cancelled() and side.exception() is not None:
-        raise side.exception()  # type: ignore[misc]

@@ -143,6 +143,9 @@ class Intake:
         idempotency key (when given) keeps that from delivering twice. Raises
         IdempotencyConflict when the key stands, within its window, for another event.
         """
+        if self._publisher.blocked():
+            # Refused before it is stored: nothing could be confirmed during the alarm.
+            raise BrokerUnavailable("RabbitMQ blocks publishes (resource alarm); try again")
         pending = _Pending(NewEvent(new_id("evt"), event, source))
         # Held until the event is marked dispatched: a second copy of the key then finds the
         # first one dispatched instead of publishing it again.

@@ -10,6 +10,7 @@ become `BrokerUnavailable` here, the one place they are translated.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aio_pika
@@ -35,6 +36,9 @@ H_REASON = "x-hookline-reason"
 """Header of a rejected message: the short reason label (the metric's `reason`)."""
 
 _CONFIRM_TIMEOUT_S = 10.0
+BLOCKED_GIVE_UP_S = 0.5
+"""How long a burst waits for confirms once RabbitMQ blocks the connection."""
+_BLOCKED_POLL_S = 0.1
 _ERROR_HEADER_MAX = 1000
 _BROKER_ERRORS = (
     aio_pika.exceptions.AMQPError,
@@ -45,6 +49,13 @@ _BROKER_ERRORS = (
 )
 
 
+class BlockedByBroker(ConnectionError):
+    """RabbitMQ blocks our publishes (memory or disk alarm): nothing can be confirmed now."""
+
+    def __init__(self) -> None:
+        super().__init__("RabbitMQ blocks publishes (resource alarm)")
+
+
 class Publisher:
     """Confirmed publishing to `{ns}.events`, `{ns}.ingest.rejected` and `{ns}.deliveries`."""
 
@@ -53,8 +64,11 @@ class Publisher:
         channel: AbstractChannel,
         topology: Topology,
         exchanges: dict[str, AbstractExchange],
+        blocked: Callable[[], bool] = lambda: False,
     ) -> None:
-        """`exchanges`: what `declare()` returned for the channel, by name."""
+        """`exchanges`: what `declare()` returned for the channel, by name; `blocked` says
+        whether RabbitMQ blocks the channel's connection (a resource alarm)."""
+        self.blocked = blocked
         self._channel = channel
         self._topology = topology
         self._events = exchanges[topology.events_exchange.name]
@@ -76,6 +90,8 @@ class Publisher:
         """
         if not messages:
             return []
+        if self.blocked():
+            return [self._unconfirmed(self._events, BlockedByBroker())] * len(messages)
         burst = [
             (
                 m.body,
@@ -90,11 +106,40 @@ class Publisher:
             for m in messages
         ]
         try:
-            async with asyncio.timeout(_CONFIRM_TIMEOUT_S):
-                results = await publish_burst(self._channel, self._events.name, burst)
+            results = await self._confirm_unless_blocked(
+                publish_burst(self._channel, self._events.name, burst)
+            )
         except _BROKER_ERRORS as exc:
             return [self._unconfirmed(self._events, exc)] * len(messages)
         return [self._outcome(result) for result in results]
+
+    async def _confirm_unless_blocked(
+        self, burst: Coroutine[Any, Any, list[BaseException | None]]
+    ) -> list[BaseException | None]:
+        """Await the burst's confirms within the confirm timeout, but give up within
+        BLOCKED_GIVE_UP_S once the broker blocks the connection: its confirms would only
+        come after the alarm, and callers (the API) must hear 503 at once."""
+        task = asyncio.ensure_future(burst)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CONFIRM_TIMEOUT_S
+        blocked_since: float | None = None
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError("no confirm within the timeout")
+                done, _ = await asyncio.wait({task}, timeout=min(left, _BLOCKED_POLL_S))
+                if done:
+                    return task.result()
+                if not self.blocked():
+                    blocked_since = None
+                    continue
+                blocked_since = blocked_since or loop.time()
+                if loop.time() - blocked_since >= BLOCKED_GIVE_UP_S:
+                    raise BlockedByBroker()
+        finally:
+            if not task.done():
+                task.cancel()
 
     def _outcome(self, result: BaseException | None) -> BrokerUnavailable | None:
         if result is None or isinstance(result, BrokerUnavailable):
@@ -129,6 +174,9 @@ class Publisher:
     async def _confirmed(
         self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str
     ) -> None:
+        if self.blocked():
+            # No confirm would come before the alarm clears: say so now (API: 503).
+            raise self._unconfirmed(exchange, BlockedByBroker())
         try:
             await asyncio.wait_for(
                 exchange.publish(message, routing_key, mandatory=True), _CONFIRM_TIMEOUT_S

@@ -26,6 +26,7 @@ from asyncpg.pool import PoolConnectionProxy
 from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import DB_BATCH_SIZE
+from shared.supervision import spawn
 
 log = get_logger("attempt_log")
 
@@ -299,7 +300,7 @@ class AttemptLog:
         return self._healthy and self._task is not None and not self._task.done()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="attempt-log-flusher")
+        self._task = spawn(self._run(), name="attempt-log-flusher")
 
     async def record(self, change: DeliveryChange) -> None:
         """Queue `change`; returns once it is committed (raises only when the log closed)."""

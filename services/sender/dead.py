@@ -19,7 +19,7 @@ from shared.amqp import connect, declare, delivery_json_message, publish_confirm
 from shared.logging import get_logger
 from shared.models import H_ERROR, DeliveryMessage
 from shared.settings import Settings
-from shared.topology import SEND_ROUTING_KEY, Topology
+from shared.topology import SEND_ROUTING_KEY, Topology, topology_of
 
 log = get_logger("dead")
 
@@ -72,8 +72,8 @@ async def _dead_queue(channel: AbstractChannel, topology: Topology) -> AbstractQ
 
 async def list_dead(settings: Settings, limit: int) -> list[DeadEntry]:
     """Up to `limit` dead deliveries, oldest first; every one stays in the dead queue."""
-    topology = Topology(settings.namespace, settings.retry_delays)
-    connection = await connect(settings, "dead-list")
+    topology = topology_of(settings)
+    connection = await connect(settings, "dead-list", wait=False)
     try:
         channel = await connection.channel()
         queue = await _dead_queue(channel, topology)
@@ -93,8 +93,8 @@ async def list_dead(settings: Settings, limit: int) -> list[DeadEntry]:
 
 async def redrive(settings: Settings, subscription_id: str | None = None) -> RedriveReport:
     """Send dead deliveries (of one subscription, or all) to the work queue as attempt 1."""
-    topology = Topology(settings.namespace, settings.retry_delays)
-    connection = await connect(settings, "dead-redrive")
+    topology = topology_of(settings)
+    connection = await connect(settings, "dead-redrive", wait=False)
     conn = await asyncpg.connect(settings.database_url.get_secret_value())
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

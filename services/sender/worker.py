@@ -8,10 +8,13 @@ retry queue, confirmed); POST within the global concurrency bound; classify; the
 it goes next (retry queue or dead queue, confirmed), then write the attempt log (group commit),
 in that order so a recorded attempt always has its next copy; ack only after both (the acks of
 many messages share one frame: `shared.acks`). The HTTP slots are released before waiting for
-the log, so a slow flush never holds a connection. Any unexpected error leaves the message
-unacked and nacks it back after a pause: it is tried again, never dropped (a delivery of a
-batch that fails so is split off as a plain message instead, and the rest of the batch is
-acked).
+the log, so a slow flush never holds a connection. An outage of Postgres or RabbitMQ holds
+the message in hand and tries it again after a backoff, as a redelivered one (so a batch
+skips what it already did), for as long as its channel lives: an outage never requeues, so
+it never spends a quorum queue's delivery limit. Any other unexpected error leaves the
+message unacked and nacks it back after a pause: it is tried again, never dropped (a
+delivery of a batch that fails so is split off as a plain message instead, and the rest of
+the batch is acked). Consuming, restoring and draining are `shared.consuming`'s.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from shared.subscriptions import Subscription
 log = get_logger("sender")
 
 _NACK_PAUSE_S = 1.0
+_HOLD_FIRST_S = 0.2
+_HOLD_MAX_S = 5.0
 
 _ATTEMPTS_BY_OUTCOME = {o: metrics.DELIVERY_ATTEMPTS.labels(o.value) for o in Outcome}
 """The counter's child per outcome, looked up once rather than per attempt."""
@@ -88,6 +93,9 @@ class DeliveryWorker:
         self._parking = Parking(parts.pool, settings.delivery_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures = FailureCounts()
+        self._held: set[int] = set()
+        """Messages (by `id`) being tried again in hand after an outage."""
+        self._stopping = asyncio.Event()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         """Handle one consumed message to its ack (or, on an unexpected error, its nack).
@@ -99,7 +107,7 @@ class DeliveryWorker:
         if task is not None:
             self._tasks.add(task)
         try:
-            await self._process(message)
+            await self._process_holding(message)
             self._failures.succeeded(_failure_key(message))
             self._p.acker.finish(ticket)
         except asyncio.CancelledError:
@@ -107,8 +115,33 @@ class DeliveryWorker:
         except Exception as exc:
             await self._failed(message, ticket, exc)
         finally:
+            self._held.discard(id(message))
             if task is not None:
                 self._tasks.discard(task)
+
+    async def _process_holding(self, message: AbstractIncomingMessage) -> None:
+        """`_process`, tried again in hand after an outage while the message's channel lives
+        (then the broker hands it out again) and the sender is not stopping."""
+        delay_s = _HOLD_FIRST_S
+        while True:
+            try:
+                await self._process(message)
+                return
+            except TRANSIENT_ERRORS as exc:
+                if self._stopping.is_set() or message.channel.is_closed:
+                    raise
+                # Warned once per message: an outage holds a whole prefetch window.
+                emit = log.warning if delay_s == _HOLD_FIRST_S else log.debug
+                emit(
+                    "delivery_held",
+                    message_id=message.message_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=delay_s,
+                )
+            self._held.add(id(message))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay_s)
+            delay_s = min(delay_s * 2, _HOLD_MAX_S)
 
     async def _failed(
         self, message: AbstractIncomingMessage, ticket: Ticket, exc: Exception
@@ -201,6 +234,7 @@ class DeliveryWorker:
 
     async def drain(self, grace_s: float) -> None:
         """Wait up to `grace_s` for messages in hand, then cancel the rest (left unacked)."""
+        self._stopping.set()
         # Let handler tasks the consumer created just before it was cancelled start (and
         # register), so they are waited for too.
         await asyncio.sleep(0)
@@ -242,7 +276,8 @@ class DeliveryWorker:
             if len(deliveries) == 1:
                 await self._deliver(deliveries[0], deferrals_of(message.headers))
             else:
-                await self._deliver_batch(deliveries, redelivered=bool(message.redelivered))
+                redelivered = bool(message.redelivered) or id(message) in self._held
+                await self._deliver_batch(deliveries, redelivered=redelivered)
         finally:
             self._in_hand.release(taken)
 
@@ -327,7 +362,9 @@ class DeliveryWorker:
         attempted = await self._try_attempt(msg, sub)
         if attempted is None:
             stuck_s = self._limits.stuck_for(sub.id)
-            await self._defer(msg, deferrals + 1, stuck_s, mark=in_batch)
+            # Marked on its row even for a plain message: the row's `next_attempt_at` then says
+            # when its live message comes back, which the overdue sweep relies on.
+            await self._defer(msg, deferrals + 1, stuck_s, mark=True)
             self._parking.stuck(sub, stuck_s)
             return
         result, started_at = attempted
