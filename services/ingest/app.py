@@ -102,4 +102,3 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         log.info("ingest_started", queue=topology.ingest_queue.name)
         await stop.wait()
         log.info("ingest_stopping")
-

@@ -142,7 +142,7 @@ def _relation_of(node: dict[str, Any]) -> str | None:
 
 
 def scans_of(plan: dict[str, Any], table: str) -> list[dict[str, Any]]:
-    """The plan's scans of `table` or its partitions; fails on any sequential scan of a big table."""
+    """The scans of `table` or its partitions; fails on a sequential scan of a big table."""
     for node in nodes(plan):
         big = _relation_of(node) in _BIG_TABLES and not node.get("Empty Relation")
         assert node["Node Type"] != "Seq Scan" or not big, orjson.dumps(

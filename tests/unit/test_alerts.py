@@ -22,6 +22,10 @@ def alerts() -> list[dict[str, Any]]:
     return [r for g in rules["groups"] for r in g["rules"]]
 
 
+TEST_FILES = ("alerts_test.yaml", "alerts_slow_test.yaml")
+"""Minute-by-minute cases, and the cases about days (evaluated hourly, to stay fast)."""
+
+
 def promtool_path() -> str:
     found = shutil.which("promtool")
     assert found, (
@@ -50,12 +54,16 @@ def test_promtool_accepts_the_rules() -> None:
 def test_the_alerts_fire_when_they_should_and_only_then() -> None:
     """deploy/prometheus/alerts_test.yaml: the stalled consumer, absent series, target down
     under each way of scraping, and the silent cases beside them."""
-    done = promtool("test", "rules", "alerts_test.yaml")
+    done = promtool("test", "rules", *TEST_FILES)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_every_alert_has_a_promtool_case() -> None:
-    cases = yaml.safe_load((PROMETHEUS / "alerts_test.yaml").read_text())["tests"]
+    cases = [
+        case
+        for name in TEST_FILES
+        for case in yaml.safe_load((PROMETHEUS / name).read_text())["tests"]
+    ]
     firing = {
         t["alertname"]
         for case in cases
