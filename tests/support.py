@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
+import aiohttp
 import asyncpg
 
 from bench.procs import free_port
@@ -77,3 +80,24 @@ async def delete_namespace(namespace: str, retry_delays_s: tuple[float, ...]) ->
             await channel.exchange_delete(exchange.name)
     finally:
         await connection.close()
+
+
+async def wait_ready(settings: Settings, task: asyncio.Task[int], timeout_s: float = 30.0) -> None:
+    """Wait until the service `task` runs (`serve` in this process) answers `/readyz` 200.
+
+    Raises RuntimeError when the service stops first, TimeoutError past `timeout_s`.
+    """
+    url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if task.done():
+                raise RuntimeError(f"the service stopped during start: exit {task.result()}")
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise TimeoutError("the service did not become ready")

@@ -25,7 +25,7 @@ from shared.runtime import serve
 from shared.settings import Settings
 from shared.signing import generate_secret
 from shared.topology import SEND_ROUTING_KEY, Topology
-from tests.support import AMQP_URL
+from tests.support import AMQP_URL, wait_ready
 
 
 @dataclass(frozen=True)
