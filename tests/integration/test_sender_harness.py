@@ -221,6 +221,9 @@ async def sender_running(settings: Settings) -> AsyncIterator[None]:
     try:
         # Declared by the test too, so nothing published before the sender is up is lost.
         await publish(settings)
+        # Ready first: a test's rows must not race the sender's start (a garbage secret
+        # inserted before its start-up key check would stop it instead of being tested).
+        await wait_ready(settings, task)
         yield
     finally:
         stop.set()
