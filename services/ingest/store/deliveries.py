@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest.store import connection, transaction
+from services.ingest.store import Connection, connection, transaction
 from shared.errors import Conflict, NotFound
 
 COLUMNS = (
@@ -35,7 +35,8 @@ SELECT d.id, d.status, d.subscription_id, s.deleted_at,
        e.id AS event_id, e.type, e.data, e.created_at
 FROM deliveries d JOIN events e ON e.id = d.event_id
 JOIN subscriptions s ON s.id = d.subscription_id
-WHERE d.id = $1 FOR UPDATE OF d
+WHERE d.id = $1 AND ($2::text IS NULL OR s.tenant_id = $2)
+FOR UPDATE OF d FOR SHARE OF s
 """
 _SET_STATUS = "UPDATE deliveries SET status = $2, updated_at = now() WHERE id = ANY($1::text[])"
 # Only once the copy is confirmed: a sender handed a batch message again leaves out a
@@ -49,6 +50,12 @@ _RESTORE = """
 UPDATE deliveries d SET status = u.status, updated_at = now()
 FROM unnest($1::text[], $2::text[]) AS u(id, status)
 WHERE d.id = u.id AND d.status = 'pending'
+"""
+# Held (FOR SHARE) until the transaction ends: the subscription cannot move to another
+# tenant, or be deleted, between this check and the writes that follow it.
+_SUBSCRIPTION_IN_SCOPE = """
+SELECT tenant_id FROM subscriptions
+WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR tenant_id = $2) FOR SHARE
 """
 _RECOVER = """
 UPDATE deliveries d SET status = 'pending', updated_at = now()
@@ -108,13 +115,17 @@ async def list_page(
         return list(await conn.fetch(_LIST, subscription_id, status, created, last_id, limit))
 
 
-async def mark_for_retry(pool: asyncpg.Pool, delivery_id: str) -> Resend:
+async def mark_for_retry(
+    pool: asyncpg.Pool, delivery_id: str, *, tenant_scope: str | None = None
+) -> Resend:
     """Set a delivery back to pending for a manual retry.
 
-    Raises NotFound, or Conflict when its subscription was deleted.
+    Raises NotFound (also when its subscription is not of `tenant_scope`, a portal token's
+    tenant, checked under the row locks the write holds), or Conflict when its subscription
+    was deleted.
     """
     async with transaction(pool) as conn:
-        row = await conn.fetchrow(_FOR_RETRY, delivery_id)
+        row = await conn.fetchrow(_FOR_RETRY, delivery_id, tenant_scope)
         if row is None:
             raise NotFound(f"no delivery {delivery_id}")
         if row["deleted_at"] is not None:
@@ -123,9 +134,25 @@ async def mark_for_retry(pool: asyncpg.Pool, delivery_id: str) -> Resend:
     return Resend.from_row(row, row["status"])
 
 
-async def mark_recovered(pool: asyncpg.Pool, subscription_id: str, since: datetime) -> list[Resend]:
-    """Set every failed delivery of a subscription created since `since` back to pending."""
+async def lock_subscription(
+    conn: Connection, subscription_id: str, tenant_scope: str | None
+) -> asyncpg.Record | None:
+    """The subscription (its `tenant_id`) if live and of `tenant_scope` (any when None),
+    held so until the transaction of `conn` ends; else None."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _SUBSCRIPTION_IN_SCOPE, subscription_id, tenant_scope
+    )
+    return row
+
+
+async def mark_recovered(
+    pool: asyncpg.Pool, subscription_id: str, since: datetime, *, tenant_scope: str | None = None
+) -> list[Resend] | None:
+    """Set every failed delivery of a subscription created since `since` back to pending;
+    None when the subscription is not live or not of `tenant_scope`."""
     async with transaction(pool) as conn:
+        if await lock_subscription(conn, subscription_id, tenant_scope) is None:
+            return None
         rows = await conn.fetch(_RECOVER, subscription_id, since)
     return [Resend.from_row(r, "failed") for r in rows]
 
