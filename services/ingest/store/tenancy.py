@@ -1,4 +1,9 @@
-"""Which tenant owns a delivery: what a portal token's reads and retries are checked against."""
+"""Which tenant owns a delivery: what a portal token's reads and retries are checked against.
+
+A delivery is its subscription's tenant's, whatever the event's tenant: a subscription an
+operator moved to another tenant takes its deliveries along, and the tenant it left no
+longer sees them, not even in its own events' summaries.
+"""
 
 from __future__ import annotations
 
@@ -20,3 +25,15 @@ async def delivery_tenant(pool: asyncpg.Pool, delivery_id: str) -> tuple[bool, s
     if row is None:
         return False, None
     return True, row["tenant_id"]
+
+
+_SUBSCRIPTION_TENANTS = "SELECT id, tenant_id FROM subscriptions WHERE id = ANY($1::text[])"
+
+
+async def subscription_tenants(
+    pool: asyncpg.Pool, subscription_ids: list[str]
+) -> dict[str, str | None]:
+    """The tenant of each of these subscriptions (deleted ones too), by id."""
+    async with connection(pool) as conn:
+        rows = await conn.fetch(_SUBSCRIPTION_TENANTS, subscription_ids)
+    return {r["id"]: r["tenant_id"] for r in rows}

@@ -1,0 +1,79 @@
+"""Portal tokens, probed as an attacker holding one would: nothing of another tenant shows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.ingest.api.schemas import encode_cursor
+from shared.ids import delivery_id
+from shared.settings import Settings
+from tests.integration.ingest_harness import Ingest, running_ingest
+from tests.integration.portal_support import World, make_world, portal_call
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Ingest]:
+    async with running_ingest(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def world(api: Ingest) -> World:
+    return await make_world(api)
+
+
+async def _execute(api: Ingest, sql: str, *args: object) -> None:
+    conn = await asyncpg.connect(api.settings.database_url.get_secret_value())
+    try:
+        await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def test_its_events_do_not_show_deliveries_to_another_tenants_subscription(
+    api: Ingest, world: World
+) -> None:
+    """A delivery of its event to a subscription now of another tenant (an operator moved
+    it) is that tenant's: neither its id nor its status shows in the event or the list."""
+    theirs = delivery_id(world.own.event, world.other.subscription)
+    await _execute(
+        api,
+        "INSERT INTO deliveries (id, event_id, subscription_id, status)"
+        " VALUES ($1, $2, $3, 'succeeded')",
+        theirs,
+        world.own.event,
+        world.other.subscription,
+    )
+    status, event = await portal_call(api, world, "GET", f"/v1/events/{world.own.event}")
+    assert status == 200
+    assert [d["id"] for d in event["deliveries"]] == [world.own.delivery]
+    status, page = await portal_call(api, world, "GET", "/v1/events")
+    assert status == 200
+    [listed] = page["data"]
+    assert listed["delivery_counts"] == {"pending": 0, "succeeded": 0, "failed": 1, "cancelled": 0}
+    status, _ = await portal_call(api, world, "GET", f"/v1/deliveries/{theirs}")
+    assert status == 404
+    # The operator sees both.
+    status, event, _ = await api.call("GET", f"/v1/events/{world.own.event}")
+    assert sorted(d["id"] for d in event["deliveries"]) == sorted([world.own.delivery, theirs])
+    status, page, _ = await api.call("GET", "/v1/events?tenant_id=acme")
+    assert page["data"][0]["delivery_counts"]["succeeded"] == 1
+
+
+async def test_a_cursor_naming_another_tenants_rows_pages_its_own_only(
+    api: Ingest, world: World
+) -> None:
+    """A cursor is a position, not a permission: one made up from another tenant's ids (or
+    the start of every id) still pages through the token's own tenant only."""
+    for first in ("", world.other.subscription, world.untenanted.subscription):
+        cursor = encode_cursor([first])
+        status, page = await portal_call(api, world, "GET", f"/v1/subscriptions?cursor={cursor}")
+        assert status == 200
+        assert {s["tenant_id"] for s in page["data"]} <= {"acme"}
+    cursor = encode_cursor(["9999-01-01T00:00:00+00:00", "evt_~"])
+    status, page = await portal_call(api, world, "GET", f"/v1/events?cursor={cursor}&limit=500")
+    assert status == 200
+    assert [e["id"] for e in page["data"]] == [world.own.event]
