@@ -77,3 +77,11 @@ async def test_a_cursor_naming_another_tenants_rows_pages_its_own_only(
     status, page = await portal_call(api, world, "GET", f"/v1/events?cursor={cursor}&limit=500")
     assert status == 200
     assert [e["id"] for e in page["data"]] == [world.own.event]
+
+
+async def test_answers_with_secrets_or_tokens_are_not_cached(api: Ingest, world: World) -> None:
+    for path in (f"/v1/subscriptions/{world.own.subscription}", "/v1/whoami"):
+        status, _, resp = await api.call("GET", path, auth=False, headers=world.auth)
+        assert status == 200 and resp.headers["Cache-Control"] == "no-store"
+    status, _, resp = await api.call("POST", "/v1/portal-sessions", {"tenant_id": "acme"})
+    assert status == 201 and resp.headers["Cache-Control"] == "no-store"
