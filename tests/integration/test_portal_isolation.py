@@ -85,3 +85,35 @@ async def test_answers_with_secrets_or_tokens_are_not_cached(api: Ingest, world:
         assert status == 200 and resp.headers["Cache-Control"] == "no-store"
     status, _, resp = await api.call("POST", "/v1/portal-sessions", {"tenant_id": "acme"})
     assert status == 201 and resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_a_subscription_it_was_given_keeps_the_old_tenants_deliveries_from_it(
+    api: Ingest, world: World
+) -> None:
+    """An operator moves globex's subscription to acme: acme may use it from now on, but
+    globex's past deliveries (what globex's endpoint answered, globex's events) are not
+    acme's to read or to send again, to an endpoint acme may have changed."""
+    given = f"/v1/subscriptions/{world.other.subscription}"
+    status, _, _ = await api.call("PATCH", given, {"tenant_id": "acme"})
+    assert status == 200
+    status, sub = await portal_call(api, world, "GET", given)
+    assert status == 200 and sub["tenant_id"] == "acme"
+    status, page = await portal_call(api, world, "GET", f"{given}/deliveries")
+    assert status == 200 and page["data"] == []
+    status, _ = await portal_call(api, world, "GET", f"/v1/deliveries/{world.other.delivery}")
+    assert status == 404
+    retry = f"/v1/deliveries/{world.other.delivery}/retry"
+    status, _ = await portal_call(api, world, "POST", retry)
+    assert status == 404
+    since = {"since": "2000-01-01T00:00:00Z"}
+    status, recovered = await portal_call(api, world, "POST", f"{given}/recover", since)
+    assert status == 202 and recovered == {"queued": 0}
+    status, delivery, _ = await api.call("GET", f"/v1/deliveries/{world.other.delivery}")
+    assert status == 200 and delivery["status"] == "failed" and delivery["attempts"] == 0
+    # Its own deliveries from now on are its own: a test event shows and can be retried.
+    status, test = await portal_call(api, world, "POST", f"{given}/test")
+    assert status == 202
+    status, page = await portal_call(api, world, "GET", f"{given}/deliveries")
+    assert [d["id"] for d in page["data"]] == [test["id"]]
+    status, _ = await portal_call(api, world, "GET", f"/v1/deliveries/{test['id']}")
+    assert status == 200

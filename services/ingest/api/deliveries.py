@@ -134,7 +134,12 @@ async def list_deliveries(call: Call) -> web.StreamResponse:
             raise invalid("query.cursor", "not a cursor this API returned") from None
     await visible_subscription(call, subscription_id)
     rows = await store.list_page(
-        call.ctx.pool, subscription_id, status=query.status, before=before, limit=query.limit + 1
+        call.ctx.pool,
+        subscription_id,
+        status=query.status,
+        before=before,
+        limit=query.limit + 1,
+        tenant_scope=call.principal.tenant_id,
     )
     page, more = page_of(rows, query.limit)
     next_cursor = None

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.ingest.store import Connection, connection, transaction
+from services.ingest.store.tenancy import DELIVERY_IN_SCOPE
 from shared.errors import Conflict, NotFound
 
 COLUMNS = (
@@ -28,14 +29,15 @@ SELECT {COLUMNS} {_FROM}
 WHERE d.subscription_id = $1
   AND ($2::text IS NULL OR d.status = $2)
   AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4))
+  AND ($6::text IS NULL OR e.tenant_id = $6)
 ORDER BY d.created_at DESC, d.id DESC LIMIT $5
 """
-_FOR_RETRY = """
+_FOR_RETRY = f"""
 SELECT d.id, d.status, d.subscription_id, s.deleted_at,
        e.id AS event_id, e.type, e.data, e.created_at
 FROM deliveries d JOIN events e ON e.id = d.event_id
 JOIN subscriptions s ON s.id = d.subscription_id
-WHERE d.id = $1 AND ($2::text IS NULL OR s.tenant_id = $2)
+WHERE d.id = $1 AND {DELIVERY_IN_SCOPE.format(n=2)}
 FOR UPDATE OF d FOR SHARE OF s
 """
 _SET_STATUS = "UPDATE deliveries SET status = $2, updated_at = now() WHERE id = ANY($1::text[])"
@@ -61,7 +63,7 @@ _RECOVER = """
 UPDATE deliveries d SET status = 'pending', updated_at = now()
 FROM events e
 WHERE e.id = d.event_id AND d.subscription_id = $1 AND d.status = 'failed'
-  AND d.created_at >= $2
+  AND d.created_at >= $2 AND ($3::text IS NULL OR e.tenant_id = $3)
 RETURNING d.id, d.subscription_id, e.id AS event_id, e.type, e.data, e.created_at
 """
 
@@ -108,11 +110,15 @@ async def list_page(
     status: str | None,
     before: tuple[datetime, str] | None,
     limit: int,
+    tenant_scope: str | None = None,
 ) -> list[asyncpg.Record]:
-    """A subscription's deliveries, newest first, older than `before` (created_at, id)."""
+    """A subscription's deliveries, newest first, older than `before` (created_at, id); with
+    a `tenant_scope`, only those of that tenant's events (see `store.tenancy`)."""
     created, last_id = before if before else (None, None)
     async with connection(pool) as conn:
-        return list(await conn.fetch(_LIST, subscription_id, status, created, last_id, limit))
+        return list(
+            await conn.fetch(_LIST, subscription_id, status, created, last_id, limit, tenant_scope)
+        )
 
 
 async def mark_for_retry(
@@ -153,7 +159,8 @@ async def mark_recovered(
     async with transaction(pool) as conn:
         if await lock_subscription(conn, subscription_id, tenant_scope) is None:
             return None
-        rows = await conn.fetch(_RECOVER, subscription_id, since)
+        # The subscription's tenant is held by the lock; its event's is checked per row.
+        rows = await conn.fetch(_RECOVER, subscription_id, since, tenant_scope)
     return [Resend.from_row(r, "failed") for r in rows]
 
 
