@@ -148,6 +148,9 @@ async def test_a_portal_link_shows_its_tenant_and_nothing_of_another(
         await page.locator(".delivery").first.get_by_role("button", name="Attempts").click()
         await expect(page.locator("table.attempts tbody tr").first).to_contain_text("200")
         await page.set_viewport_size(PHONE)
+        # On a phone too, a tenant's developer sees which tenant this is.
+        await expect(page.locator(".who")).to_be_visible()
+        await expect(page.locator(".who")).to_contain_text(tenant)
         await screenshot(page, "ui-subscription-phone", tmp_path)
 
         await page.goto(f"{stack.api_url}/ui/#/events")
@@ -187,6 +190,14 @@ async def test_an_invalid_url_shows_the_apis_error_next_to_the_field(
         await expect(page.locator("#sub-url-error")).to_have_text(words[0].upper() + words[1:])
         await expect(page.get_by_label("Endpoint URL")).to_have_attribute("aria-invalid", "true")
         await expect(page).to_have_url(re.compile(r"#/subscriptions/new$"))
+        # Left empty: what to do, not which rule of the API's models was broken.
+        await page.get_by_label("Endpoint URL").fill("")
+        await page.get_by_label("Other types or wildcards").fill("")
+        await page.get_by_role("button", name="Create subscription").click()
+        await expect(page.locator("#sub-url-error")).to_have_text("Enter the URL of your endpoint.")
+        await expect(page.locator("#sub-patterns-error")).to_contain_text(
+            "Pick at least one event type"
+        )
         assert errors == []
 
 

@@ -122,6 +122,11 @@ def auth_middleware(tokens: tuple[bytes, ...], pool: asyncpg.Pool) -> Middleware
                     headers=_CHALLENGE,
                 )
             request[PRINCIPAL] = principal
+            response = await handler(request)
+            # Answers hold secrets and portal tokens: no cache (a browser's included) may
+            # keep one on disk or hand it to the next user of a shared machine.
+            response.headers.setdefault("Cache-Control", "no-store")
+            return response
         return await handler(request)
 
     return authenticate

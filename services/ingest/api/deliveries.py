@@ -134,7 +134,12 @@ async def list_deliveries(call: Call) -> web.StreamResponse:
             raise invalid("query.cursor", "not a cursor this API returned") from None
     await visible_subscription(call, subscription_id)
     rows = await store.list_page(
-        call.ctx.pool, subscription_id, status=query.status, before=before, limit=query.limit + 1
+        call.ctx.pool,
+        subscription_id,
+        status=query.status,
+        before=before,
+        limit=query.limit + 1,
+        tenant_scope=call.principal.tenant_id,
     )
     page, more = page_of(rows, query.limit)
     next_cursor = None
@@ -146,8 +151,9 @@ async def list_deliveries(call: Call) -> web.StreamResponse:
 
 async def retry_delivery(call: Call) -> web.StreamResponse:
     delivery_id = call.path("id")
-    await check_delivery(call, delivery_id)
-    resend = await store.mark_for_retry(call.ctx.pool, delivery_id)
+    resend = await store.mark_for_retry(
+        call.ctx.pool, delivery_id, tenant_scope=call.principal.tenant_id
+    )
     await publish_all(call.ctx, [resend])
     log.info("delivery_retry_queued", delivery_id=delivery_id, event_id=resend.event_id)
     found = await store.get(call.ctx.pool, delivery_id)
@@ -158,8 +164,11 @@ async def retry_delivery(call: Call) -> web.StreamResponse:
 async def recover_subscription(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
     since = call.body_as(RecoverRequest).since
-    await visible_subscription(call, subscription_id)
-    resends = await store.mark_recovered(call.ctx.pool, subscription_id, since)
+    resends = await store.mark_recovered(
+        call.ctx.pool, subscription_id, since, tenant_scope=call.principal.tenant_id
+    )
+    if resends is None:
+        raise NotFound(f"no subscription {subscription_id}")
     await publish_all(call.ctx, resends)
     log.info("subscription_recovery_queued", subscription_id=subscription_id, queued=len(resends))
     return json_response(Recovered(queued=len(resends)), 202)

@@ -58,6 +58,7 @@ async def list_events(call: Call) -> web.StreamResponse:
         tenant_id=named_tenant(call, query.tenant_id, "query.tenant_id"),
         before=_before(query.cursor),
         limit=query.limit + 1,
+        tenant_scope=call.principal.tenant_id,
     )
     page, more = page_of(rows, query.limit)
     next_cursor = None

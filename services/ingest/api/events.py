@@ -13,6 +13,7 @@ from services.ingest.api.routing import Call, Route, json_response
 from services.ingest.api.scope import can_see
 from services.ingest.store import events as store
 from services.ingest.store.events import StoredEvent
+from services.ingest.store.tenancy import subscription_tenants
 from services.ingest.validation import (
     REASON_NOT_JSON,
     REASON_TOO_LARGE,
@@ -96,6 +97,12 @@ async def get_event(call: Call) -> web.StreamResponse:
     stored, deliveries = found
     if not can_see(call, stored.tenant_id):
         raise NotFound(f"no event {event_id}")
+    if not call.principal.is_operator and deliveries:
+        # Only deliveries to its own subscriptions (one moved to another tenant left).
+        tenants = await subscription_tenants(
+            call.ctx.pool, [d["subscription_id"] for d in deliveries]
+        )
+        deliveries = [d for d in deliveries if can_see(call, tenants.get(d["subscription_id"]))]
     detail = EventDetail.model_validate(
         {
             **_event(stored).model_dump(),

@@ -3,6 +3,10 @@
 A route names its request body, query and response models; `register` parses and validates
 the request with them before the handler runs (415, 413, 400, 422 come from here), so a
 handler receives typed values and the document cannot drift from what is enforced.
+
+Postgres text and jsonb cannot hold a NUL character (\\u0000), so none reaches a handler: one
+in a body or query value is a 422 naming each field that holds it, one in a path id a 404
+(no id holds one), rather than a 500 from the INSERT or SELECT it would reach.
 """
 
 from __future__ import annotations
@@ -129,11 +133,44 @@ async def parse_body(
     except orjson.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}") from None
     try:
-        return model.model_validate(value)
+        parsed = model.model_validate(value)
     except ValidationError as exc:
         errors = field_errors(exc, "body")
         # Chained so a route's `on_refused_body` can classify pydantic's errors.
         raise Problem(422, _summary(errors), errors=errors) from exc
+    # After the model, so that fields it refuses anyway keep its own message (and events
+    # their rejection reason); this catches the free-text fields no pattern guards.
+    _refuse_nul(_nul_fields(value, "body"))
+    return parsed
+
+
+_NUL = "\x00"
+_NUL_MESSAGE = "must not contain a NUL character (\\u0000)"
+
+
+def _nul_fields(value: Any, root: str) -> list[str]:
+    """Every field of a decoded JSON value holding a NUL in a string or a key, named as
+    `field_errors` names them (`body.event_types.0`)."""
+    found: list[str] = []
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if _NUL in item:
+                found.append(where)
+        elif isinstance(item, dict):
+            if any(_NUL in key for key in item):
+                found.append(where)
+            stack.extend((child, f"{where}.{key}") for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{i}") for i, child in enumerate(item))
+    return sorted(found)
+
+
+def _refuse_nul(fields: list[str]) -> None:
+    if fields:
+        errors = [{"field": f, "message": _NUL_MESSAGE} for f in fields]
+        raise Problem(422, _summary(errors), errors=errors)
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
@@ -147,6 +184,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
                 errors=[{"field": f"query.{key}", "message": "given more than once"}],
             )
         values[key] = value
+    _refuse_nul([f"query.{key}" for key, value in values.items() if _NUL in value])
     try:
         return model.model_validate(values)
     except ValidationError as exc:
@@ -163,6 +201,8 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         ctx = request.app[CONTEXT]
         if route.operator_only and not request[PRINCIPAL].is_operator:
             raise Problem(403, "a portal token cannot do this; it needs an operator token")
+        if any(_NUL in part for part in request.match_info.values()):
+            raise Problem(404, "there is nothing at this address")
         query = parse_query(request, route.query) if route.query is not None else None
         body = None
         if route.body is not None:

@@ -77,7 +77,8 @@ def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
     if (
         not isinstance(value, list)
         or len(value) != size
-        or not all(isinstance(v, str) for v in value)
+        # No id or time holds a NUL, and Postgres text cannot: refused here, not at the query.
+        or not all(isinstance(v, str) and "\x00" not in v for v in value)
     ):
         raise invalid("query.cursor", "not a cursor this API returned")
     return value

@@ -117,15 +117,16 @@ async def update_subscription(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
     body = call.body_as(SubscriptionPatch)
     changes = body.model_dump(include=body.model_fields_set - {"status"})
-    if not call.principal.is_operator:
-        await visible_subscription(call, subscription_id)
-        # A portal token may name its own tenant; moving a subscription out of it (to
-        # another tenant or to none) would hand it to someone else.
-        if "tenant_id" in changes and changes["tenant_id"] != call.principal.tenant_id:
-            raise forbidden_tenant(call, "body.tenant_id")
+    scope = call.principal.tenant_id
+    # A portal token may name its own tenant; moving a subscription out of it (to another
+    # tenant or to none) would hand it to someone else.
+    if scope is not None and "tenant_id" in changes and changes["tenant_id"] != scope:
+        raise forbidden_tenant(call, "body.tenant_id")
     if "url" in changes:
         await _check_url(call.ctx, changes["url"])
-    row = await store.update(call.ctx.pool, subscription_id, changes, body.status)
+    row = await store.update(
+        call.ctx.pool, subscription_id, changes, body.status, tenant_scope=scope
+    )
     if row is None:
         raise _not_found(subscription_id)
     log.info(
@@ -139,8 +140,9 @@ async def update_subscription(call: Call) -> web.StreamResponse:
 
 async def delete_subscription(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
-    await visible_subscription(call, subscription_id)
-    cancelled = await store.delete(call.ctx.pool, subscription_id)
+    cancelled = await store.delete(
+        call.ctx.pool, subscription_id, tenant_scope=call.principal.tenant_id
+    )
     if cancelled is None:
         raise _not_found(subscription_id)
     log.info("subscription_deleted", subscription_id=subscription_id, cancelled=cancelled)
@@ -149,10 +151,11 @@ async def delete_subscription(call: Call) -> web.StreamResponse:
 
 async def rotate_secret(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
-    await visible_subscription(call, subscription_id)
     body = call.body if isinstance(call.body, SecretRotate) else SecretRotate()
     sealed = call.ctx.box.seal(body.secret or generate_secret())
-    row = await store.rotate(call.ctx.pool, subscription_id, sealed)
+    row = await store.rotate(
+        call.ctx.pool, subscription_id, sealed, tenant_scope=call.principal.tenant_id
+    )
     if row is None:
         raise _not_found(subscription_id)
     log.info("subscription_secret_rotated", subscription_id=subscription_id)

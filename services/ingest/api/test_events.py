@@ -11,9 +11,9 @@ from aiohttp import web
 
 from services.ingest.api.deliveries import Delivery, publish_all
 from services.ingest.api.routing import Call, Route, json_response
-from services.ingest.api.scope import visible_subscription
 from services.ingest.store import deliveries as delivery_store
 from services.ingest.store import test_events as store
+from shared.errors import NotFound
 from shared.ids import delivery_id, new_id
 from shared.logging import get_logger
 
@@ -21,20 +21,21 @@ log = get_logger("api")
 
 
 async def send_test_event(call: Call) -> web.StreamResponse:
-    subscription = await visible_subscription(call, call.path("id"))
-    subscription_id = subscription["id"]
+    subscription_id = call.path("id")
     event_id = new_id("evt")
     resend = await store.create(
         call.ctx.pool,
         event_id=event_id,
         delivery_id=delivery_id(event_id, subscription_id),
         subscription_id=subscription_id,
-        tenant_id=subscription["tenant_id"],
+        tenant_scope=call.principal.tenant_id,
         data={
             "message": "A test event sent from Hookline.",
             "subscription_id": subscription_id,
         },
     )
+    if resend is None:
+        raise NotFound(f"no subscription {subscription_id}")
     await publish_all(call.ctx, [resend])
     log.info("test_event_queued", subscription_id=subscription_id, event_id=event_id)
     found = await delivery_store.get(call.ctx.pool, resend.delivery_id)

@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest.store import connection, transaction
+from services.ingest.store import Connection, connection, transaction
+from services.ingest.store.tenancy import DELIVERY_IN_SCOPE
 from shared.errors import Conflict, NotFound
 
 COLUMNS = (
@@ -36,6 +37,7 @@ SELECT {COLUMNS} {_FROM}
 WHERE d.subscription_id = $1
   AND ($2::text IS NULL OR d.status = $2)
   AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4))
+  AND ($6::text IS NULL OR e.tenant_id = $6)
 ORDER BY d.created_at DESC, d.id DESC LIMIT $5
 """
 _FOR_RETRY = f"""
@@ -43,7 +45,8 @@ SELECT d.id, d.status, d.subscription_id, s.deleted_at,
        e.id AS event_id, e.type, e.data, e.created_at
 {_BY_ID_FROM}
 JOIN subscriptions s ON s.id = d.subscription_id
-WHERE d.id = $1 FOR UPDATE OF d
+WHERE d.id = $1 AND {DELIVERY_IN_SCOPE.format(n=2)}
+FOR UPDATE OF d FOR SHARE OF s
 """
 _SET_STATUS = "UPDATE deliveries SET status = $2, updated_at = now() WHERE id = ANY($1::text[])"
 # Only once the copy is confirmed: a sender handed a batch message again leaves out a
@@ -59,11 +62,17 @@ UPDATE deliveries d SET status = u.status, updated_at = now()
 FROM unnest($1::text[], $2::text[]) AS u(id, status)
 WHERE d.id = u.id AND d.id = ANY($1::text[]) AND d.status = 'pending'
 """
+# Held (FOR SHARE) until the transaction ends: the subscription cannot move to another
+# tenant, or be deleted, between this check and the writes that follow it.
+_SUBSCRIPTION_IN_SCOPE = """
+SELECT tenant_id FROM subscriptions
+WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR tenant_id = $2) FOR SHARE
+"""
 _RECOVER = """
 UPDATE deliveries d SET status = 'pending', updated_at = now()
 FROM events e
 WHERE e.id = d.event_id AND d.subscription_id = $1 AND d.status = 'failed'
-  AND d.created_at >= $2
+  AND d.created_at >= $2 AND ($3::text IS NULL OR e.tenant_id = $3)
 RETURNING d.id, d.subscription_id, e.id AS event_id, e.type, e.data, e.created_at
 """
 
@@ -110,20 +119,28 @@ async def list_page(
     status: str | None,
     before: tuple[datetime, str] | None,
     limit: int,
+    tenant_scope: str | None = None,
 ) -> list[asyncpg.Record]:
-    """A subscription's deliveries, newest first, older than `before` (created_at, id)."""
+    """A subscription's deliveries, newest first, older than `before` (created_at, id); with
+    a `tenant_scope`, only those of that tenant's events (see `store.tenancy`)."""
     created, last_id = before if before else (None, None)
     async with connection(pool) as conn:
-        return list(await conn.fetch(_LIST, subscription_id, status, created, last_id, limit))
+        return list(
+            await conn.fetch(_LIST, subscription_id, status, created, last_id, limit, tenant_scope)
+        )
 
 
-async def mark_for_retry(pool: asyncpg.Pool, delivery_id: str) -> Resend:
+async def mark_for_retry(
+    pool: asyncpg.Pool, delivery_id: str, *, tenant_scope: str | None = None
+) -> Resend:
     """Set a delivery back to pending for a manual retry.
 
-    Raises NotFound, or Conflict when its subscription was deleted.
+    Raises NotFound (also when its subscription is not of `tenant_scope`, a portal token's
+    tenant, checked under the row locks the write holds), or Conflict when its subscription
+    was deleted.
     """
     async with transaction(pool) as conn:
-        row = await conn.fetchrow(_FOR_RETRY, delivery_id)
+        row = await conn.fetchrow(_FOR_RETRY, delivery_id, tenant_scope)
         if row is None:
             raise NotFound(f"no delivery {delivery_id}")
         if row["deleted_at"] is not None:
@@ -132,10 +149,27 @@ async def mark_for_retry(pool: asyncpg.Pool, delivery_id: str) -> Resend:
     return Resend.from_row(row, row["status"])
 
 
-async def mark_recovered(pool: asyncpg.Pool, subscription_id: str, since: datetime) -> list[Resend]:
-    """Set every failed delivery of a subscription created since `since` back to pending."""
+async def lock_subscription(
+    conn: Connection, subscription_id: str, tenant_scope: str | None
+) -> asyncpg.Record | None:
+    """The subscription (its `tenant_id`) if live and of `tenant_scope` (any when None),
+    held so until the transaction of `conn` ends; else None."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _SUBSCRIPTION_IN_SCOPE, subscription_id, tenant_scope
+    )
+    return row
+
+
+async def mark_recovered(
+    pool: asyncpg.Pool, subscription_id: str, since: datetime, *, tenant_scope: str | None = None
+) -> list[Resend] | None:
+    """Set every failed delivery of a subscription created since `since` back to pending;
+    None when the subscription is not live or not of `tenant_scope`."""
     async with transaction(pool) as conn:
-        rows = await conn.fetch(_RECOVER, subscription_id, since)
+        if await lock_subscription(conn, subscription_id, tenant_scope) is None:
+            return None
+        # The subscription's tenant is held by the lock; its event's is checked per row.
+        rows = await conn.fetch(_RECOVER, subscription_id, since, tenant_scope)
     return [Resend.from_row(r, "failed") for r in rows]
 
 

@@ -1,4 +1,10 @@
-"""Subscriptions as the API manages them: create, list, read, change, rotate, delete."""
+"""Subscriptions as the API manages them: create, list, read, change, rotate, delete.
+
+A write given a `tenant_scope` (a portal token's tenant) changes the subscription only if it
+is of that tenant when written: the check is part of the statement, so no move of the
+subscription between a check and the write can let one tenant change another's. None is an
+operator's scope: any tenant.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ COLUMNS = (
     " previous_secret_expires_at, created_at, updated_at"
 )
 _LIVE = "deleted_at IS NULL"
+_IN_SCOPE = "(${n}::text IS NULL OR tenant_id = ${n})"
 
 _INSERT = f"""
 INSERT INTO subscriptions (id, url, event_types, description, tenant_id, secret)
@@ -41,10 +48,11 @@ _ROTATE = f"""
 UPDATE subscriptions
 SET previous_secret = secret, previous_secret_expires_at = now() + interval '24 hours',
     secret = $2, updated_at = now()
-WHERE id = $1 AND {_LIVE} RETURNING {COLUMNS}
+WHERE id = $1 AND {_LIVE} AND {_IN_SCOPE.format(n=3)} RETURNING {COLUMNS}
 """
 _DELETE = (
-    f"UPDATE subscriptions SET deleted_at = now(), updated_at = now() WHERE id = $1 AND {_LIVE}"
+    "UPDATE subscriptions SET deleted_at = now(), updated_at = now()"
+    f" WHERE id = $1 AND {_LIVE} AND {_IN_SCOPE.format(n=2)}"
 )
 _CANCEL_PENDING = (
     "UPDATE deliveries SET status = 'cancelled', updated_at = now()"
@@ -97,16 +105,22 @@ async def list_page(
 
 
 async def update(
-    pool: asyncpg.Pool, subscription_id: str, changes: dict[str, Any], status: str | None
+    pool: asyncpg.Pool,
+    subscription_id: str,
+    changes: dict[str, Any],
+    status: str | None,
+    *,
+    tenant_scope: str | None = None,
 ) -> asyncpg.Record | None:
-    """Apply `changes` (columns of `_SETTABLE`) and a status change; None when not found.
+    """Apply `changes` (columns of `_SETTABLE`) and a status change; None when not found
+    (or not of `tenant_scope`).
 
     Enabling clears `disabled_reason` and `failing_since`; disabling an enabled one records
     `manual`.
     """
     assert set(changes) <= _SETTABLE
     sets = ["updated_at = now()"]
-    values: list[Any] = [subscription_id]
+    values: list[Any] = [subscription_id, tenant_scope]
     for column, value in sorted(changes.items()):
         values.append(value)
         sets.append(f"{column} = ${len(values)}")
@@ -119,7 +133,8 @@ async def update(
             " CASE WHEN status = 'enabled' THEN 'manual' ELSE disabled_reason END"
         )
     sql = (
-        f"UPDATE subscriptions SET {', '.join(sets)} WHERE id = $1 AND {_LIVE} RETURNING {COLUMNS}"
+        f"UPDATE subscriptions SET {', '.join(sets)}"
+        f" WHERE id = $1 AND {_LIVE} AND {_IN_SCOPE.format(n=2)} RETURNING {COLUMNS}"
     )
     async with connection(pool) as conn:
         row: asyncpg.Record | None = await conn.fetchrow(sql, *values)
@@ -127,18 +142,26 @@ async def update(
 
 
 async def rotate(
-    pool: asyncpg.Pool, subscription_id: str, sealed_secret: str
+    pool: asyncpg.Pool,
+    subscription_id: str,
+    sealed_secret: str,
+    *,
+    tenant_scope: str | None = None,
 ) -> asyncpg.Record | None:
     """Make `sealed_secret` current; the old one signs beside it for 24 hours."""
     async with connection(pool) as conn:
-        row: asyncpg.Record | None = await conn.fetchrow(_ROTATE, subscription_id, sealed_secret)
+        row: asyncpg.Record | None = await conn.fetchrow(
+            _ROTATE, subscription_id, sealed_secret, tenant_scope
+        )
         return row
 
 
-async def delete(pool: asyncpg.Pool, subscription_id: str) -> int | None:
+async def delete(
+    pool: asyncpg.Pool, subscription_id: str, *, tenant_scope: str | None = None
+) -> int | None:
     """Soft-delete and cancel its pending deliveries; how many were cancelled, None if absent."""
     async with transaction(pool) as conn:
-        deleted = await conn.execute(_DELETE, subscription_id)
+        deleted = await conn.execute(_DELETE, subscription_id, tenant_scope)
         if deleted == "UPDATE 0":
             return None
         cancelled = await conn.execute(_CANCEL_PENDING, subscription_id)

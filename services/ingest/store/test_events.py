@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from services.ingest.store import transaction
-from services.ingest.store.deliveries import Resend
+from services.ingest.store.deliveries import Resend, lock_subscription
 
 TEST_EVENT_TYPE = "hookline.test"
 
@@ -28,15 +28,21 @@ async def create(
     event_id: str,
     delivery_id: str,
     subscription_id: str,
-    tenant_id: str | None,
+    tenant_scope: str | None,
     data: dict[str, Any],
-) -> Resend:
-    """Store the test event and its pending delivery; what sending it needs.
+) -> Resend | None:
+    """Store the test event (of the subscription's tenant) and its pending delivery; what
+    sending it needs. None when the subscription is not live or not of `tenant_scope`.
 
     Should the send fail, the delivery is restored to `failed`, so recovery can send it.
     """
     async with transaction(pool) as conn:
-        created_at = await conn.fetchval(_EVENT, event_id, TEST_EVENT_TYPE, data, tenant_id)
+        subscription = await lock_subscription(conn, subscription_id, tenant_scope)
+        if subscription is None:
+            return None
+        created_at = await conn.fetchval(
+            _EVENT, event_id, TEST_EVENT_TYPE, data, subscription["tenant_id"]
+        )
         await conn.execute(_DELIVERY, delivery_id, event_id, subscription_id)
     return Resend(
         delivery_id=delivery_id,

@@ -129,7 +129,8 @@ async function route() {
     if (error instanceof ApiError && error.status === 401) return;
     clear(main, h("div", { class: "card notice notice-error", role: "alert" },
       h("h2", {}, error.status === 404 ? "Not found" : "Something went wrong"),
-      h("p", {}, error.message),
+      error.status === 404 ? h("p", {}, "It does not exist, or it was deleted. Check the link, or start again from the list.") : null,
+      h("p", { class: error.status === 404 ? "small" : null }, error.message),
       h("a", { href: "#/subscriptions", class: "btn" }, "Back to subscriptions")));
   }
   main.focus({ preventScroll: true });

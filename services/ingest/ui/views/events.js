@@ -62,11 +62,12 @@ export async function renderEvents(main, params) {
     clear(more, p.next_cursor ? h("button", { type: "button", class: "btn", onclick: async () => add(await api("GET", `/v1/events${query({ ...base, cursor: p.next_cursor })}`)) }, "Load more") : null);
   };
   add(page);
+  const filtered = Boolean(base.type || base.tenant_id);
   const content = page.data.length ? [list, more]
-    : base.type || base.tenant_id
+    : filtered
       ? emptyState("No event matches these filters", "Change or clear the filters to see more.", h("a", { href: "#/events", class: "btn" }, "Clear filters"))
       : emptyState("No events yet", "Events your product publishes appear here, with where each was delivered. Send a test event from a subscription to see one.");
   clear(main,
     h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Events"), h("p", { class: "muted" }, "What was published, newest first, and where each went."))),
-    form, content);
+    page.data.length || filtered ? form : null, content);
 }

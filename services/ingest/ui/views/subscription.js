@@ -64,7 +64,7 @@ function attemptsTable(detail) {
     h("tbody", {}, detail.attempt_log.map((a) => h("tr", {},
       h("td", { "data-label": "#" }, a.attempt),
       h("td", { "data-label": "Time" }, fullTime(a.attempted_at)),
-      h("td", { "data-label": "Status" }, a.status_code ? h("code", {}, a.status_code) : h("span", { class: "muted" }, "none")),
+      h("td", { "data-label": "Status" }, a.status_code ? h("code", {}, a.status_code) : h("span", { class: "muted", title: "No HTTP answer" }, "—")),
       h("td", { "data-label": "Duration" }, `${a.duration_ms} ms`),
       h("td", { "data-label": "Outcome" }, badge(a.outcome === "success" ? "succeeded" : a.outcome === "retry" ? "pending" : "failed", a.outcome)),
       h("td", { "data-label": "Error" }, a.error || h("span", { class: "muted" }, "—")),

@@ -38,10 +38,19 @@ function typePicker(types, chosen) {
 
 const PATTERN_HELP = "not an event type or wildcard: lower-case words joined by dots (invoice.paid), a prefix wildcard (invoice.*) or *";
 
+// What to do, for the API's messages that only say which rule a value broke.
+const PLAIN = {
+  url: [[/^String should have at least 1 character/, "Enter the URL of your endpoint."]],
+  event_types: [[/^List should have at least 1 item/, "Pick at least one event type above, or type one here (* for everything)."]],
+  tenant_id: [[/^String should match pattern/, "Use letters, digits and . _ : - only (up to 128), starting with a letter or digit."]],
+};
+
 // The API's message, made to read well next to its field.
 function fieldMessage(name, message, body, problem) {
   const bare = message.replace(/^Value error, /, "");
   const text = bare.charAt(0).toUpperCase() + bare.slice(1);
+  const plain = (PLAIN[name] || []).find(([rule]) => rule.test(text));
+  if (plain) return plain[1];
   if (name !== "event_types" || !text.startsWith("String should match pattern")) return text;
   const entry = (problem.errors || []).find((e) => e.field.startsWith("body.event_types."));
   const index = Number(entry?.field.split(".")[2]);

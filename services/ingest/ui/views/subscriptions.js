@@ -77,10 +77,12 @@ export async function renderSubscriptions(main, params) {
       "Add the URL of an endpoint that should receive events. Hookline signs every request and retries until your endpoint answers 2xx.",
       newButton.cloneNode(true));
   }
+  // With nothing to filter, the empty state alone says what to do (and has its own button).
+  const none = !page.data.length && !filtered;
   clear(main,
     h("div", { class: "page-head" },
       h("div", {}, h("h1", {}, "Subscriptions"), h("p", { class: "muted" }, "Endpoints that receive your webhooks.")),
-      newButton),
-    filters(params),
+      none ? null : newButton),
+    none ? null : filters(params),
     content);
 }
