@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import shutil
 import signal
 import sys
@@ -107,6 +108,9 @@ async def run(args: argparse.Namespace, log_dir: Path) -> list[FaultOutcome]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # The streams' own reconnections are expected during faults: not worth a traceback each.
+    for name in ("aio_pika", "aiormq"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     log_dir = Path(tempfile.mkdtemp(prefix="hookline-chaos-logs-"))
     try:
         import uvloop

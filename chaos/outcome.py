@@ -31,6 +31,8 @@ class FaultOutcome:
     """From the end of the fault to the first delivery of an event published after it."""
     backlog_s: float | None
     """From the end of the fault to the last first delivery of an event published before it."""
+    confirmed_after: int = 0
+    """Confirmed events sent after the fault ended: the ones that show it recovered."""
     unconfirmed_delivered: int = 0
     """Events never confirmed that were delivered anyway (a confirm lost on the way)."""
     bad_signatures: int = 0
@@ -83,6 +85,7 @@ def assess(
         duplicated=duplicated,
         first_after_s=max(0.0, min(after) - fault_end) if after else None,
         backlog_s=max(0.0, max(before) - fault_end) if before and not lost else None,
+        confirmed_after=sum(1 for at in confirmed.values() if at >= fault_end),
         unconfirmed_delivered=len({seq for _, seq in first} - set(confirmed)),
         bad_signatures=bad_signatures,
     )
@@ -93,8 +96,8 @@ def assess(
 def verdict(outcome: FaultOutcome) -> list[str]:
     """Why the fault fails the suite; empty when it passes."""
     failures = []
-    if outcome.confirmed == 0:
-        failures.append("no event was confirmed")
+    if outcome.confirmed_after == 0:
+        failures.append("no event sent after the fault was confirmed")
     if outcome.lost:
         failures.append(f"{outcome.lost} of {outcome.expected} deliveries lost")
     if outcome.duplicated > MAX_DUPLICATE_RATIO * max(outcome.delivered, 1):

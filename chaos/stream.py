@@ -112,6 +112,7 @@ class AmqpSender:
         self._exchange_name = exchange_name
         self._tag = tag
         self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._keeper: asyncio.Task[None] | None = None
 
@@ -132,15 +133,24 @@ class AmqpSender:
         connection = await aio_pika.connect(self._amqp_url, timeout=5)
         channel = await connection.channel(publisher_confirms=True)
         self._exchange = await channel.get_exchange(self._exchange_name, ensure=True)
-        self._connection = connection
+        self._connection, self._channel = connection, channel
+
+    def _usable(self) -> bool:
+        connection, channel = self._connection, self._channel
+        return not (
+            connection is None or connection.is_closed or channel is None or channel.is_closed
+        )
 
     async def _keep_connected(self) -> None:
+        """Notice a closed connection or channel (the broker went away) and connect again."""
         while True:
             await asyncio.sleep(RECONNECT_S)
-            connection = self._connection
-            if connection is not None and not connection.is_closed:
+            if self._usable():
                 continue
             self._exchange = None
+            if self._connection is not None:
+                with contextlib.suppress(Exception):
+                    await self._connection.close()
             with contextlib.suppress(Exception):
                 await self._connect()
 
