@@ -127,6 +127,14 @@ def owned_tempdir(prefix: str, user: str) -> Path:
     return path
 
 
+def require(binary: Path, package: str) -> None:
+    """BackendError naming the package to install when `binary` is missing."""
+    if not binary.exists():
+        raise BackendError(
+            f"{binary} is missing: install {package} (scripts/ensure-services.sh does, as root)"
+        )
+
+
 def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -202,6 +210,7 @@ class RabbitNode:
         """Start the server and wait until the node runs its application."""
         if self.popen is not None and self.popen.poll() is None:
             raise BackendError(f"{self.name} is already running")
+        require(RABBITMQ_BIN / "rabbitmq-server", "the Debian package rabbitmq-server")
         self.popen = spawn_as(
             "rabbitmq", [str(RABBITMQ_BIN / "rabbitmq-server")], self.env(), self.log_path
         )
@@ -335,6 +344,7 @@ class PrivatePostgres:
         """initdb on first use, then start the server and wait until it accepts connections."""
         atexit.register(self.close)
         try:
+            require(POSTGRES_BIN / "initdb", "the Debian package postgresql-15")
             if not self.data_dir.exists():
                 initdb = [str(POSTGRES_BIN / "initdb"), "-D", str(self.data_dir)]
                 run_as("postgres", [*initdb, "-A", "trust", "-U", "postgres"], self._env(), 120)
