@@ -30,7 +30,8 @@ class FaultOutcome:
     first_after_s: float | None
     """From the end of the fault to the first delivery of an event published after it."""
     backlog_s: float | None
-    """From the end of the fault to the last first delivery of an event published before it."""
+    """From the end of the fault to the last first delivery of an event published before it;
+    None when one of those was lost."""
     confirmed_after: int = 0
     """Confirmed events sent after the fault ended: the ones that show it recovered."""
     unconfirmed_delivered: int = 0
@@ -75,20 +76,27 @@ def assess(
     expected = len(confirmed) * len(subs)
     after = [at for (_, seq), at in delivered if confirmed[seq] >= fault_end]
     before = [at for (_, seq), at in delivered if confirmed[seq] < fault_end]
-    lost = expected - len(delivered)
+    confirmed_after = sum(1 for at in confirmed.values() if at >= fault_end)
+    lost_before = (len(confirmed) - confirmed_after) * len(subs) - len(before)
+    lost_after = confirmed_after * len(subs) - len(after)
     outcome = FaultOutcome(
         fault=fault,
         confirmed=len(confirmed),
         expected=expected,
         delivered=len(delivered),
-        lost=lost,
+        lost=expected - len(delivered),
         duplicated=duplicated,
         first_after_s=max(0.0, min(after) - fault_end) if after else None,
-        backlog_s=max(0.0, max(before) - fault_end) if before and not lost else None,
-        confirmed_after=sum(1 for at in confirmed.values() if at >= fault_end),
+        backlog_s=max(0.0, max(before) - fault_end) if before and not lost_before else None,
+        confirmed_after=confirmed_after,
         unconfirmed_delivered=len({seq for _, seq in first} - set(confirmed)),
         bad_signatures=bad_signatures,
     )
+    if outcome.lost:
+        outcome.notes.append(
+            f"lost: {lost_before} deliveries of events sent before the fault ended,"
+            f" {lost_after} of events sent after"
+        )
     outcome.failures = verdict(outcome)
     return outcome
 
