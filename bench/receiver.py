@@ -220,11 +220,17 @@ def _serve_commands(conn: Connection, listener: _Listener, stop: asyncio.Event) 
             conn.send(None)
         elif command == "up":
             task = asyncio.get_running_loop().create_task(listener.up())
-            task.add_done_callback(lambda t: conn.send(None if t.exception() else "failed"))
+            task.add_done_callback(lambda t: conn.send(_failure(t)))
         else:
             conn.send(None)
             stop.set()
             return
+
+
+def _failure(task: asyncio.Task[None]) -> str | None:
+    """None when `task` succeeded, else what went wrong (sent back over the pipe)."""
+    exc = None if task.cancelled() else task.exception()
+    return None if exc is None and not task.cancelled() else repr(exc or "cancelled")
 
 
 async def _serve(conn: Connection) -> None:
@@ -304,8 +310,9 @@ class Receiver:
 
     async def up(self) -> None:
         """Listen again on the same port."""
-        if await asyncio.to_thread(self._ask, "up") is not None:
-            raise RuntimeError("the receiver could not listen on its port again")
+        failure = await asyncio.to_thread(self._ask, "up")
+        if failure is not None:
+            raise RuntimeError(f"the receiver could not listen on its port again: {failure}")
 
     async def collect(self, tag: str) -> list[Receipt]:
         """Every receipt of `tag`, removed from the receiver."""
