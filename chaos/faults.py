@@ -52,6 +52,8 @@ class FaultEnd:
     at: float
     """Unix time at which the fault ended."""
     notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    """What makes this run of the fault fail whatever the deliveries say."""
 
 
 @dataclass(frozen=True)
@@ -133,19 +135,30 @@ async def _receiver_down(scene: Scene) -> FaultEnd:
 async def _cluster_node_kill(scene: Scene) -> FaultEnd:
     if scene.rabbit is None or len(scene.rabbit.nodes) < 3:
         raise RuntimeError("this fault needs the three-node cluster")
-    victim, notes = await asyncio.to_thread(_pick_victim, scene.rabbit, scene.stack.namespace)
+    namespace = scene.stack.namespace
+    queues = await asyncio.to_thread(scene.rabbit.seed.queues, namespace)
+    victim, notes = _pick_victim(scene.rabbit, queues)
     try:
         victim.kill()
         await asyncio.sleep(CLUSTER_NODE_DOWN_S)
     finally:
         await asyncio.to_thread(victim.start)
     notes.append(f"killed {victim.name} (kill -9) for {CLUSTER_NODE_DOWN_S:.0f}s")
-    return FaultEnd(time.time(), notes)
+    end = FaultEnd(time.time(), notes)
+    classic = sorted(q["name"] for q in queues if q["type"] != "quorum")
+    if classic or not queues:
+        # A classic queue lives on one node: on a cluster it is lost with that node.
+        end.failures.append(
+            f"{len(classic)} of {len(queues)} queues are not quorum queues although"
+            f" HOOKLINE_QUEUE_TYPE=quorum ({', '.join(classic[:3])}...)"
+        )
+    return end
 
 
-def _pick_victim(rabbit: PrivateRabbit, namespace: str) -> tuple[RabbitNode, list[str]]:
+def _pick_victim(
+    rabbit: PrivateRabbit, queues: list[dict[str, str]]
+) -> tuple[RabbitNode, list[str]]:
     """The node, other than the one every client is connected to, leading most queues."""
-    queues = rabbit.seed.queues(namespace)
     types = sorted({q["type"] for q in queues})
     notes = [f"queue types: {', '.join(types) or 'none found'}"]
     others = rabbit.nodes[1:]

@@ -125,6 +125,7 @@ async def _under_streams(
     receipts = await receiver.collect(tag)
     bad = int(counts["bad_signatures"].get(tag, 0))
     outcome = assess(fault.name, receipts, confirmed, subs, end.at, bad_signatures=bad)
+    outcome.failures += end.failures
     return outcome
 
 
