@@ -21,7 +21,7 @@ from bench.receiver import Receiver
 from chaos.backends import PrivatePostgres, PrivateRabbit
 from chaos.faults import Fault, FaultEnd, Scene
 from chaos.outcome import FaultOutcome, assess
-from chaos.stream import HTTP_SEQ_BASE, AmqpSender, HttpSender, Stream
+from chaos.stream import HTTP_SEQ_BASE, AmqpSender, HttpSender, Stream, StreamLog
 from shared.signing import generate_secret
 from shared.topology import Topology
 
@@ -102,16 +102,7 @@ async def _under_streams(
     await http.open()
     try:
         await _warm_up(amqp, receiver, tag, len(subs))
-        streams = [
-            Stream("amqp", amqp.send, timing.amqp_rate),
-            Stream("http", http.send, timing.http_rate, first_seq=HTTP_SEQ_BASE),
-        ]
-        for stream in streams:
-            stream.start()
-        await asyncio.sleep(timing.before_s)
-        end: FaultEnd = await fault.inject(scene)
-        await asyncio.sleep(timing.after_s)
-        logs = [await stream.stop() for stream in streams]
+        end, logs = await _stream_through(fault, scene, amqp, http, timing)
     finally:
         await amqp.close()
         await http.close()
@@ -127,6 +118,25 @@ async def _under_streams(
     outcome = assess(fault.name, receipts, confirmed, subs, end.at, bad_signatures=bad)
     outcome.failures += end.failures
     return outcome
+
+
+async def _stream_through(
+    fault: Fault, scene: Scene, amqp: AmqpSender, http: HttpSender, timing: Timing
+) -> tuple[FaultEnd, list[StreamLog]]:
+    """Both streams running from `before_s` ahead of the fault to `after_s` past its end."""
+    streams = [
+        Stream("amqp", amqp.send, timing.amqp_rate),
+        Stream("http", http.send, timing.http_rate, first_seq=HTTP_SEQ_BASE),
+    ]
+    for stream in streams:
+        stream.start()
+    try:
+        await asyncio.sleep(timing.before_s)
+        end = await fault.inject(scene)
+        await asyncio.sleep(timing.after_s)
+    finally:
+        logs = [await stream.stop() for stream in streams]
+    return end, logs
 
 
 async def _subscribe(stack: Stack, urls: list[str], secret: str) -> None:
