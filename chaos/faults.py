@@ -54,6 +54,8 @@ class FaultEnd:
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     """What makes this run of the fault fail whatever the deliveries say."""
+    started_at: float | None = None
+    """Unix time at which it began (set by the runner)."""
 
 
 @dataclass(frozen=True)

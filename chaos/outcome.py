@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ class FaultOutcome:
     backlog_s: float | None
     """From the end of the fault to the last first delivery of an event published before it;
     None when one of those was lost."""
+    longest_gap_s: float | None = None
+    """The longest time without any delivery from the start of the fault until the first
+    delivery after its end: what the fault cost while it lasted (no threshold)."""
     confirmed_after: int = 0
     """Confirmed events sent after the fault ended: the ones that show it recovered."""
     unconfirmed_delivered: int = 0
@@ -59,6 +63,17 @@ def _first_receipts(receipts: Iterable[Receipt]) -> tuple[dict[tuple[int, int], 
     return first, extra
 
 
+def _longest_gap(receipts: list[Receipt], start: float | None, end: float) -> float | None:
+    if start is None:
+        return None
+    times = sorted(r[4] for r in receipts if r[4] >= start)
+    until = next((at for at in times if at >= end), None)
+    if until is None:
+        return None
+    points = [start, *(at for at in times if at < until), until]
+    return max(b - a for a, b in itertools.pairwise(points))
+
+
 def assess(
     fault: str,
     receipts: list[Receipt],
@@ -66,8 +81,9 @@ def assess(
     subs: range,
     fault_end: float,
     bad_signatures: int = 0,
+    fault_start: float | None = None,
 ) -> FaultOutcome:
-    """Compare receipts with the confirmed events; `fault_end` is Unix time.
+    """Compare receipts with the confirmed events; `fault_start` and `fault_end` are Unix time.
 
     `confirmed` maps each confirmed event's seq to when it was sent.
     """
@@ -88,6 +104,7 @@ def assess(
         duplicated=duplicated,
         first_after_s=max(0.0, min(after) - fault_end) if after else None,
         backlog_s=max(0.0, max(before) - fault_end) if before and not lost_before else None,
+        longest_gap_s=_longest_gap(receipts, fault_start, fault_end),
         confirmed_after=confirmed_after,
         unconfirmed_delivered=len({seq for _, seq in first} - set(confirmed)),
         bad_signatures=bad_signatures,

@@ -17,6 +17,7 @@ COLUMNS = (
     ("dup", 5),
     ("first s", 7),
     ("backlog s", 9),
+    ("gap s", 6),
     ("verdict", 7),
 )
 
@@ -35,6 +36,7 @@ def row(outcome: FaultOutcome) -> list[str]:
         str(outcome.duplicated),
         _seconds(outcome.first_after_s),
         _seconds(outcome.backlog_s),
+        _seconds(outcome.longest_gap_s),
         "pass" if outcome.passed else "FAIL",
     ]
 
@@ -57,7 +59,8 @@ def render_fault(outcome: FaultOutcome) -> str:
         f"{outcome.fault}: confirmed {outcome.confirmed}, expected {outcome.expected}, "
         f"delivered {outcome.delivered}, lost {outcome.lost}, duplicated {outcome.duplicated}, "
         f"recovered in {_seconds(outcome.first_after_s)}s (first) / "
-        f"{_seconds(outcome.backlog_s)}s (backlog) -> {'pass' if outcome.passed else 'FAIL'}"
+        f"{_seconds(outcome.backlog_s)}s (backlog), longest gap "
+        f"{_seconds(outcome.longest_gap_s)}s -> {'pass' if outcome.passed else 'FAIL'}"
     )
     details = [f"  - {text}" for text in [*outcome.failures, *outcome.notes]]
     return "\n".join([figures, *details])

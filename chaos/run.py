@@ -115,7 +115,7 @@ async def _under_streams(
     counts = await receiver.counts()
     receipts = await receiver.collect(tag)
     bad = int(counts["bad_signatures"].get(tag, 0))
-    outcome = assess(fault.name, receipts, confirmed, subs, end.at, bad_signatures=bad)
+    outcome = assess(fault.name, receipts, confirmed, subs, end.at, bad, end.started_at)
     outcome.failures += end.failures
     return outcome
 
@@ -132,7 +132,9 @@ async def _stream_through(
         stream.start()
     try:
         await asyncio.sleep(timing.before_s)
+        started_at = time.time()
         end = await fault.inject(scene)
+        end.started_at = started_at
         await asyncio.sleep(timing.after_s)
     finally:
         logs = [await stream.stop() for stream in streams]

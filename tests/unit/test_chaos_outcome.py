@@ -122,3 +122,15 @@ def test_unknown_faults_are_refused_on_the_command_line() -> None:
     )
     with pytest.raises(SystemExit):
         parse_args(["--faults", "kill-everything"])
+
+
+def test_the_longest_gap_spans_the_silence_from_the_fault_to_the_next_delivery() -> None:
+    confirmed = _stream()
+    receipts = [
+        (0, seq, f"evt_{seq}", at, at + 0.1 if at < END - 3 else END + 2.0)
+        for seq, at in confirmed.items()
+    ]
+
+    outcome = assess("f", receipts, confirmed, range(1), END, fault_start=END - 3.0)
+
+    assert outcome.longest_gap_s == pytest.approx(5.0)
