@@ -134,41 +134,47 @@ async def _receiver_down(scene: Scene) -> FaultEnd:
     return FaultEnd(time.time())
 
 
-async def _cluster_node_kill(scene: Scene) -> FaultEnd:
-    if scene.rabbit is None or len(scene.rabbit.nodes) < 3:
-        raise RuntimeError("this fault needs the three-node cluster")
-    namespace = scene.stack.namespace
-    queues = await asyncio.to_thread(scene.rabbit.seed.queues, namespace)
-    victim, notes = _pick_victim(scene.rabbit, queues)
-    try:
-        victim.kill()
-        await asyncio.sleep(CLUSTER_NODE_DOWN_S)
-    finally:
-        await asyncio.to_thread(victim.start)
-    notes.append(f"killed {victim.name} (kill -9) for {CLUSTER_NODE_DOWN_S:.0f}s")
-    end = FaultEnd(time.time(), notes)
-    classic = sorted(q["name"] for q in queues if q["type"] != "quorum")
-    if classic or not queues:
-        # A classic queue lives on one node: on a cluster it is lost with that node.
-        end.failures.append(
-            f"{len(classic)} of {len(queues)} queues are not quorum queues although"
-            f" HOOKLINE_QUEUE_TYPE=quorum ({', '.join(classic[:3])}...)"
-        )
-    return end
+def _cluster_node_kill(clients_node: bool) -> Callable[[Scene], Awaitable[FaultEnd]]:
+    """kill -9 of the node every client is connected to, or of the other node leading most
+    of the namespace's queues; started again CLUSTER_NODE_DOWN_S later."""
+
+    async def inject(scene: Scene) -> FaultEnd:
+        if scene.rabbit is None or len(scene.rabbit.nodes) < 3:
+            raise RuntimeError("this fault needs the three-node cluster")
+        queues = await asyncio.to_thread(scene.rabbit.seed.queues, scene.stack.namespace)
+        victim, notes = _pick_victim(scene.rabbit, queues, clients_node)
+        try:
+            victim.kill()
+            await asyncio.sleep(CLUSTER_NODE_DOWN_S)
+        finally:
+            await asyncio.to_thread(victim.start)
+        notes.append(f"killed {victim.name} (kill -9) for {CLUSTER_NODE_DOWN_S:.0f}s")
+        end = FaultEnd(time.time(), notes)
+        classic = sorted(q["name"] for q in queues if q["type"] != "quorum")
+        if classic or not queues:
+            # A classic queue lives on one node: on a cluster it is lost with that node.
+            end.failures.append(
+                f"{len(classic)} of {len(queues)} queues are not quorum queues although"
+                f" HOOKLINE_QUEUE_TYPE=quorum ({', '.join(classic[:3])}...)"
+            )
+        return end
+
+    return inject
 
 
 def _pick_victim(
-    rabbit: PrivateRabbit, queues: list[dict[str, str]]
+    rabbit: PrivateRabbit, queues: list[dict[str, str]], clients_node: bool
 ) -> tuple[RabbitNode, list[str]]:
-    """The node, other than the one every client is connected to, leading most queues."""
+    """The node every client is connected to (the first), or the other one leading most
+    queues."""
     types = sorted({q["type"] for q in queues})
     notes = [f"queue types: {', '.join(types) or 'none found'}"]
-    others = rabbit.nodes[1:]
-    leads = {node.name: 0 for node in others}
+    leads = {node.name: 0 for node in rabbit.nodes}
     for queue in queues:
         if queue["leader"] in leads:
             leads[queue["leader"]] += 1
-    victim = max(others, key=lambda node: leads[node.name])
+    others = rabbit.nodes[1:]
+    victim = rabbit.seed if clients_node else max(others, key=lambda node: leads[node.name])
     notes.append(f"{leads[victim.name]} of {len(queues)} queues led (or held) by the victim")
     return victim, notes
 
@@ -198,8 +204,15 @@ FAULTS: dict[str, Fault] = {
         ),
         Fault(
             "cluster-node-kill",
-            "three-node cluster, quorum queues: kill -9 of one node, back 10s later",
-            _cluster_node_kill,
+            "three-node cluster, quorum queues: kill -9 of a node leading queues, back 10s later",
+            _cluster_node_kill(clients_node=False),
+            cluster=True,
+            env={"HOOKLINE_QUEUE_TYPE": "quorum"},
+        ),
+        Fault(
+            "cluster-client-node-kill",
+            "three-node cluster, quorum queues: kill -9 of the clients' node, back 10s later",
+            _cluster_node_kill(clients_node=True),
             cluster=True,
             env={"HOOKLINE_QUEUE_TYPE": "quorum"},
         ),
