@@ -9,7 +9,7 @@ from typing import Any
 from chaos.outcome import MAX_DUPLICATE_RATIO, MAX_RECOVERY_S, FaultOutcome
 
 COLUMNS = (
-    ("fault", 20),
+    ("fault", 24),
     ("confirmed", 9),
     ("expected", 8),
     ("delivered", 9),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import aio_pika
 import aiohttp
+from yarl import URL
 
 from bench.publisher import EVENT_TYPE, event_body
 
@@ -130,9 +131,17 @@ class AmqpSender:
                 await self._connection.close()
 
     async def _connect(self) -> None:
-        connection = await aio_pika.connect(self._amqp_url, timeout=5)
-        channel = await connection.channel(publisher_confirms=True)
-        self._exchange = await channel.get_exchange(self._exchange_name, ensure=True)
+        # Built apart from `aio_pika.connect` so that a half-made connection (the broker still
+        # booting) is closed here, not left to the garbage collector mid-run.
+        connection = aio_pika.Connection(URL(self._amqp_url))
+        try:
+            await connection.connect(timeout=5)
+            channel = await connection.channel(publisher_confirms=True)
+            self._exchange = await channel.get_exchange(self._exchange_name, ensure=True)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
         self._connection, self._channel = connection, channel
 
     def _usable(self) -> bool:
