@@ -7,19 +7,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := services shared tests $(wildcard bench) client
+LINT_PATHS := services shared tests $(wildcard bench) client $(wildcard chaos)
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
 PYTEST_ARGS ?=
 # A fixed token only for `make run` on a laptop, so the tour's curl commands work as printed.
 DEV_TOKEN := dev-token-change-me
 API_PORT := $(or $(HOOKLINE_API_PORT),8000)
 
-.PHONY: help install promtool services migrate run lint typecheck test bench clean
+.PHONY: help install promtool services migrate run lint typecheck test bench chaos clean
 
 help:
 	@echo "make run        install, start RabbitMQ and Postgres, migrate, run all services"
 	@echo "make test       lint, typecheck, then unit, integration and end-to-end tests"
 	@echo "make bench      the benchmark (BENCH_ARGS='--events 5000 ...')"
+	@echo "make chaos      the fault suite on private brokers and Postgres (CHAOS_ARGS='--faults a,b --out f.json')"
 	@echo "make install | services | migrate | lint | typecheck | clean"
 
 # Debian's Chromium for the browser tests: apt-get installed when missing (as root), else a
@@ -85,6 +87,11 @@ test: install services lint typecheck
 
 bench: install services
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Starts its own RabbitMQ nodes and Postgres (never touches the machine's): needs the
+# rabbitmq-server and postgresql-15 packages installed, and root (or sudo) to run them.
+chaos: install services
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

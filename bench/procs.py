@@ -329,6 +329,21 @@ class Stack:
         for service in self.services.values():
             service.check_alive()
 
+    def kill(self, name: str) -> None:
+        """kill -9 the service `name` (a crash: no drain, no goodbye to the broker)."""
+        service = self.services[name]
+        service.popen.kill()
+        service.popen.wait()
+
+    async def restart(self, name: str, *, wait_ready: bool = True) -> None:
+        """Start `name` again after `kill`, on a new metrics port, its log appended to."""
+        if self.services[name].popen.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        self._start(name)
+        if wait_ready:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+                await self.services[name].wait_ready(session, time.monotonic() + READY_TIMEOUT_S)
+
     async def _migrate(self) -> None:
         command = [sys.executable, "-m", "services.cli", "migrate"]
         env = service_env(self._env)
@@ -342,7 +357,7 @@ class Stack:
         metrics_port = free_port()
         env = service_env({**self._env, "HOOKLINE_METRICS_PORT": str(metrics_port)})
         log_path = self.log_dir / f"{self.namespace}-{name}.log"
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:
             popen = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
                 env=env,
@@ -377,14 +392,20 @@ class Stack:
         self.exit_codes = dict(zip(self.services, codes, strict=True))
 
     async def _delete_namespace(self) -> None:
-        await delete_namespace(self.amqp_url, self.namespace, extra_queues=())
+        delays = self._env["HOOKLINE_RETRY_DELAYS"]
+        await delete_namespace(self.amqp_url, self.namespace, extra_queues=(), retry_delays=delays)
 
 
-async def delete_namespace(amqp_url: str, namespace: str, extra_queues: tuple[str, ...]) -> None:
+async def delete_namespace(
+    amqp_url: str,
+    namespace: str,
+    extra_queues: tuple[str, ...],
+    retry_delays: str = BENCH_RETRY_DELAYS,
+) -> None:
     """Delete every exchange and queue Hookline declares in `namespace`, and `extra_queues`."""
     from shared.durations import parse_duration_s
 
-    delays = tuple(parse_duration_s(d) for d in BENCH_RETRY_DELAYS.split(","))
+    delays = tuple(parse_duration_s(d) for d in retry_delays.split(","))
     exchanges, queues = Topology(namespace, delays).everything()
     connection = await aio_pika.connect(amqp_url, timeout=10)
     try:

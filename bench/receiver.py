@@ -4,7 +4,10 @@ Paths name what a request is for: `/s/<tag>/<sub>` answers 200 at once and recor
 delivery; `/h/<tag>/<sub>` never answers (a hanging receiver) until the client gives up or
 `HANG_CAP_S` passes. A record is (sub, seq, webhook-id, sent_at, received_at), where seq and
 sent_at come from the payload's `data`, written there by the publisher. The parent drives the
-process over a pipe with `Receiver`: `counts()` while it runs, `collect(tag)` at the end.
+process over a pipe with `Receiver`: `counts()` while it runs, `collect(tag)` at the end;
+`trust(tag, secret)` makes it verify the signature of every webhook of a tag, and `down()` /
+`up()` take it off the network (refused connections) and back on the same port (the fault
+suite's receiver outage).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import orjson
 
 from bench.httpwire import BadRequest, Request, parse_request, response
 from bench.stats import Receipt
+from shared.signing import secret_bytes, verify
 
 HANG_CAP_S = 120.0
 """A hanging request is closed after this long even if the client never gives up."""
@@ -43,10 +47,17 @@ class Recorder:
     receipts: dict[str, list[Receipt]] = field(default_factory=lambda: defaultdict(list))
     hung: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     unsigned: int = 0
+    keys: dict[str, bytes] = field(default_factory=dict)
+    """The signing key of each tag whose webhooks are verified."""
+    bad_signatures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Webhooks of a verified tag whose signature is missing or wrong."""
 
     def record(self, tag: str, sub: int, request: Request, received_at: float) -> None:
         if "webhook-signature" not in request.headers:
             self.unsigned += 1
+        key = self.keys.get(tag)
+        if key is not None and not signed_by(key, request):
+            self.bad_signatures[tag] += 1
         seq, sent_at = _seq_and_sent_at(request.body, received_at)
         webhook_id = request.headers.get("webhook-id", "")
         self.receipts[tag].append((sub, seq, webhook_id, sent_at, received_at))
@@ -56,7 +67,19 @@ class Recorder:
             "received": {tag: len(items) for tag, items in self.receipts.items()},
             "hung": dict(self.hung),
             "unsigned": self.unsigned,
+            "bad_signatures": dict(self.bad_signatures),
         }
+
+
+def signed_by(key: bytes, request: Request) -> bool:
+    """True when the request carries a valid Standard Webhooks signature under `key`."""
+    headers = request.headers
+    try:
+        timestamp = int(headers.get("webhook-timestamp", ""))
+    except ValueError:
+        return False
+    msg_id = headers.get("webhook-id", "")
+    return verify(key, msg_id, timestamp, request.body, headers.get("webhook-signature", ""))
 
 
 def _seq_and_sent_at(body: bytes, received_at: float) -> tuple[int, float]:
@@ -79,8 +102,9 @@ def route(path: str) -> tuple[str, str, int] | None:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, live: set[asyncio.Transport]) -> None:
         self._recorder = recorder
+        self._live = live
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._hang_timer: asyncio.TimerHandle | None = None
@@ -88,8 +112,11 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self._transport = cast(asyncio.Transport, transport)
+        self._live.add(self._transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._live.discard(self._transport)
         if self._hang_timer is not None:
             self._hang_timer.cancel()
 
@@ -133,11 +160,46 @@ class _Connection(asyncio.Protocol):
         return True
 
 
-def _serve_commands(conn: Connection, recorder: Recorder, stop: asyncio.Event) -> None:
-    """Answer every command waiting on the pipe: `counts`, `collect <tag>`, `stop`."""
+class _Listener:
+    """The listening socket and its open connections, which `down()` closes all at once."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._live: set[asyncio.Transport] = set()
+
+    async def up(self) -> None:
+        """Listen (again) on the same port; the first call picks a free one."""
+        if self._server is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self.recorder, self._live),
+            "127.0.0.1",
+            self.port,
+            backlog=4096,
+            reuse_address=True,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def down(self) -> None:
+        """Stop listening and drop every connection: clients see refused connections."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for transport in list(self._live):
+            transport.abort()
+        self._live.clear()
+
+
+def _serve_commands(conn: Connection, listener: _Listener, stop: asyncio.Event) -> None:
+    """Answer every command waiting on the pipe: `counts`, `collect <tag>`, `trust <tag>
+    <secret>`, `down`, `up`, `stop`."""
     # The loop made the pipe non-blocking when it started watching it; a large answer
     # must be written whole, so writes block (the parent reads them in a thread).
     os.set_blocking(conn.fileno(), True)
+    recorder = listener.recorder
     while conn.poll():
         try:
             command, argument = conn.recv()
@@ -149,27 +211,40 @@ def _serve_commands(conn: Connection, recorder: Recorder, stop: asyncio.Event) -
         elif command == "collect":
             conn.send(recorder.receipts.pop(argument, []))
             recorder.hung.pop(argument, None)
+        elif command == "trust":
+            tag, secret = argument.split(" ", 1)
+            recorder.keys[tag] = secret_bytes(secret)
+            conn.send(None)
+        elif command == "down":
+            listener.down()
+            conn.send(None)
+        elif command == "up":
+            task = asyncio.get_running_loop().create_task(listener.up())
+            task.add_done_callback(lambda t: conn.send(_failure(t)))
         else:
             conn.send(None)
             stop.set()
             return
 
 
+def _failure(task: asyncio.Task[None]) -> str | None:
+    """None when `task` succeeded, else what went wrong (sent back over the pipe)."""
+    exc = None if task.cancelled() else task.exception()
+    return None if exc is None and not task.cancelled() else repr(exc or "cancelled")
+
+
 async def _serve(conn: Connection) -> None:
-    recorder = Recorder()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: _Connection(recorder), "127.0.0.1", 0, backlog=4096, reuse_address=True
-    )
-    port = server.sockets[0].getsockname()[1]
-    conn.send(port)
+    listener = _Listener(Recorder())
+    await listener.up()
+    conn.send(listener.port)
     stop = asyncio.Event()
-    loop.add_reader(conn.fileno(), _serve_commands, conn, recorder, stop)
+    loop = asyncio.get_running_loop()
+    loop.add_reader(conn.fileno(), _serve_commands, conn, listener, stop)
     try:
         await stop.wait()
     finally:
         loop.remove_reader(conn.fileno())
-        server.close()
+        listener.down()
 
 
 def receiver_main(conn: Connection) -> None:
@@ -224,6 +299,20 @@ class Receiver:
     async def received(self, tag: str) -> int:
         counts = await self.counts()
         return int(counts["received"].get(tag, 0))
+
+    async def trust(self, tag: str, secret: str) -> None:
+        """Verify every later webhook of `tag` with `secret` (a `whsec_` secret)."""
+        await asyncio.to_thread(self._ask, "trust", f"{tag} {secret}")
+
+    async def down(self) -> None:
+        """Refuse connections (and drop open ones) until `up()`."""
+        await asyncio.to_thread(self._ask, "down")
+
+    async def up(self) -> None:
+        """Listen again on the same port."""
+        failure = await asyncio.to_thread(self._ask, "up")
+        if failure is not None:
+            raise RuntimeError(f"the receiver could not listen on its port again: {failure}")
 
     async def collect(self, tag: str) -> list[Receipt]:
         """Every receipt of `tag`, removed from the receiver."""
