@@ -39,6 +39,7 @@ $(STAMP): pyproject.toml
 	  $(PYTHON) -m venv $(VENV); \
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@scripts/ensure-wrk.sh || echo "(make install goes on: only the bench's http scenario needs wrk)"
 	@touch $(STAMP)
 
 services:
@@ -66,7 +67,10 @@ typecheck: install
 test: install services lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/e2e
 
+# wrk is needed only by the http scenario: a run that leaves it out goes on without it.
 bench: install services
+	@case " $(BENCH_ARGS) " in *--scenarios*) case "$(BENCH_ARGS)" in *http*) scripts/ensure-wrk.sh;; esac;; \
+	  *) scripts/ensure-wrk.sh;; esac
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

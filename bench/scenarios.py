@@ -1,4 +1,5 @@
-"""The four scenarios: fanout, steady, noisy (one hanging receiver) and ceiling.
+"""The scenarios: fanout, steady, noisy (one hanging receiver), ceiling, and the same with one
+subscription per event (fanout-1, steady-1, and http in `bench.http`).
 
 Each Hookline scenario gets its own deployment (namespace, database, three processes), so
 no scenario's retries or caches leak into the next one; the receiver is shared and tells
@@ -10,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import asyncpg
 import orjson
 from tqdm import tqdm
 
-from bench.ceiling import ceiling_queue_name
-from bench.procs import REPO_ROOT, CpuMeter, Stack, delete_namespace, die_with_parent, peak_rss
+from bench.ceiling import ceiling_queue_name, start_ceiling
+from bench.loadgen import WrkResult
+from bench.procs import CpuMeter, Stack, delete_namespace, peak_rss
 from bench.publisher import EVENT_TYPE, WARMUP_SEQ, Publisher, PublishResult
 from bench.receiver import Receiver
 from bench.stats import DeliveryStats, Receipt, analyse, rate_per_s
@@ -53,6 +55,13 @@ class Plan:
     admin_database_url: str
     run_tag: str
     log_dir: Path
+    single_events: int = 10_000
+    """Events of fanout-1 (each to one subscription)."""
+    http_duration_s: float = 20.0
+    http_connections: int = 32
+    http_threads: int = 2
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Added to every service's environment (`--env NAME=VALUE`)."""
 
 
 @dataclass
@@ -74,6 +83,8 @@ class ScenarioResult:
     queue_depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     """(Unix time, ready messages by stage) once a second while the scenario ran."""
     notes: list[str] = field(default_factory=list)
+    load: WrkResult | None = None
+    """The http scenario's requests as wrk saw them."""
 
 
 def _bar(desc: str, total: int, unit: str, position: int) -> tqdm[Any]:
@@ -106,7 +117,7 @@ async def wait_for_receipts(receiver: Receiver, tag: str, expected: int, desc: s
     return count
 
 
-async def _create_subscriptions(stack: Stack, urls: list[str]) -> None:
+async def create_subscriptions(stack: Stack, urls: list[str]) -> None:
     headers = {"authorization": f"Bearer {stack.api_token}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         for url in urls:
@@ -135,7 +146,7 @@ async def _stored(stack: Stack, since: float) -> tuple[int, float | None]:
     return int(row["n"]), row["last"]
 
 
-async def _warm_up(stack: Stack, receiver: Receiver, publisher: Publisher, healthy: int) -> None:
+async def warm_up(stack: Stack, receiver: Receiver, publisher: Publisher, healthy: int) -> None:
     """One event through the whole path: subscriptions are loaded, connections are open."""
     await publisher.publish_one(WARMUP_SEQ)
     deadline = time.monotonic() + WARMUP_TIMEOUT_S
@@ -178,7 +189,7 @@ async def _measure(
     publisher = Publisher(plan.amqp_url, exchange, namespace)
     await publisher.open()
     try:
-        await _warm_up(stack, receiver, publisher, healthy)
+        await warm_up(stack, receiver, publisher, healthy)
         pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
         meter = CpuMeter(pids, SHARED_SERVERS)
         meter.start()
@@ -211,18 +222,11 @@ async def run_hookline(
     """Deploy, subscribe, warm up, publish `events`, wait for every delivery, and measure."""
     subs = plan.subscriptions
     healthy_subs = range(1, subs) if hanging else range(subs)
-    namespace = f"{plan.run_tag}_{name}"
-    stack = Stack(
-        namespace=namespace,
-        amqp_url=plan.amqp_url,
-        admin_database_url=plan.admin_database_url,
-        api_token=API_TOKEN,
-        log_dir=plan.log_dir,
-        extra_env=extra_env,
-    )
+    stack = new_stack(plan, name, extra_env)
+    namespace = stack.namespace
     async with stack:
         urls = [receiver.url(namespace, i, hanging=hanging and i == 0) for i in range(subs)]
-        await _create_subscriptions(stack, urls)
+        await create_subscriptions(stack, urls)
         measured = await _measure(
             plan, receiver, stack, name, events, events_per_s, len(healthy_subs)
         )
@@ -237,6 +241,18 @@ async def run_hookline(
     result.notes.append(measured.watcher.summary())
     result.queue_depths = measured.watcher.samples
     return result
+
+
+def new_stack(plan: Plan, name: str, extra_env: dict[str, str] | None = None) -> Stack:
+    """The deployment of scenario `name`: namespace `<run tag>_<name>` (`-` becomes `_`)."""
+    return Stack(
+        namespace=f"{plan.run_tag}_{name.replace('-', '_')}",
+        amqp_url=plan.amqp_url,
+        admin_database_url=plan.admin_database_url,
+        api_token=API_TOKEN,
+        log_dir=plan.log_dir,
+        extra_env={**plan.extra_env, **(extra_env or {})},
+    )
 
 
 def _result(
@@ -277,10 +293,23 @@ async def run_fanout(plan: Plan, receiver: Receiver) -> ScenarioResult:
     return await run_hookline(plan, receiver, "fanout", events=plan.events, events_per_s=None)
 
 
-async def run_steady(plan: Plan, receiver: Receiver) -> ScenarioResult:
+async def run_fanout_single(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    """fanout-1: `single_events` events, each to one subscription, as fast as they go."""
+    single = replace(plan, subscriptions=1)
+    return await run_hookline(
+        single, receiver, "fanout-1", events=plan.single_events, events_per_s=None
+    )
+
+
+async def run_steady(plan: Plan, receiver: Receiver, name: str = "steady") -> ScenarioResult:
     events_per_s = plan.rate / plan.subscriptions
     events = max(1, round(events_per_s * plan.duration_s))
-    return await run_hookline(plan, receiver, "steady", events=events, events_per_s=events_per_s)
+    return await run_hookline(plan, receiver, name, events=events, events_per_s=events_per_s)
+
+
+async def run_steady_single(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    """steady-1: `rate` events/s, each to one subscription, for `duration_s`."""
+    return await run_steady(replace(plan, subscriptions=1), receiver, "steady-1")
 
 
 async def run_noisy(plan: Plan, receiver: Receiver) -> ScenarioResult:
@@ -295,21 +324,6 @@ async def run_noisy(plan: Plan, receiver: Receiver) -> ScenarioResult:
     )
     result.notes.append(f"subscription 0 hangs; HOOKLINE_DELIVERY_TIMEOUT={NOISY_DELIVERY_TIMEOUT}")
     return result
-
-
-async def _start_ceiling(
-    plan: Plan, namespace: str, count: int, target: str, log: IO[bytes]
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "bench.ceiling", "--amqp-url", plan.amqp_url),
-        *("--namespace", namespace, "--count", str(count), "--target", target),
-        *("--subscriptions", str(plan.subscriptions)),
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-        start_new_session=True,
-        preexec_fn=die_with_parent,
-    )
 
 
 async def _await_ceiling(
@@ -333,7 +347,7 @@ async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
     count = plan.events * plan.subscriptions
     target = receiver.url(namespace, 0).rsplit("/", 1)[0]
     with (plan.log_dir / f"{namespace}.log").open("wb") as log:
-        proc = await _start_ceiling(plan, namespace, count, target, log)
+        proc = await start_ceiling(plan.amqp_url, namespace, count, plan.subscriptions, target, log)
     waiting = asyncio.create_task(wait_for_receipts(receiver, namespace, count, "ceiling"))
     meter = CpuMeter({"ceiling": proc.pid, "receiver": receiver.pid}, SHARED_SERVERS)
     meter.start()
@@ -368,7 +382,10 @@ async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
 
 SCENARIOS = {
     "fanout": run_fanout,
+    "fanout-1": run_fanout_single,
     "steady": run_steady,
+    "steady-1": run_steady_single,
     "noisy": run_noisy,
     "ceiling": run_ceiling,
 }
+"""The AMQP scenarios; `bench.http` adds http, and `bench.cli` runs them in this order."""
