@@ -268,6 +268,9 @@ class Stack:
             "HOOKLINE_LOG_LEVEL": "warning",
             "HOOKLINE_LOG_FORMAT": "json",
             "HOOKLINE_RETRY_DELAYS": BENCH_RETRY_DELAYS,
+            # Every service of a bench deployment runs this version, so the many-per-message
+            # format is on (`--env HOOKLINE_BATCH_MESSAGES=false` measures it off).
+            "HOOKLINE_BATCH_MESSAGES": "true",
             **(extra_env or {}),
         }
         self._exit = AsyncExitStack()

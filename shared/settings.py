@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     response_body_cap: SizeBytes = 4096
     shutdown_grace: DurationS = 10.0
     db_pool_size: int = Field(10, ge=1)
+    batch_messages: bool = False
+    """Publish many events (ingest -> fanout) and many deliveries (fanout -> sender) per
+    message, wire format 2 (`shared.wire`). Every version since reads both formats; turn it
+    on only once every fanout and sender runs such a version (docs/upgrading.md)."""
 
     @field_validator("api_tokens", "allowed_target_networks", mode="before")
     @classmethod

@@ -70,7 +70,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         await consume_channel.set_qos(prefetch_count=settings.ingest_prefetch)
         ingest_queue = await consume_channel.get_queue(topology.ingest_queue.name, ensure=False)
 
-        publisher = Publisher(publish_channel, topology, exchanges)
+        publisher = Publisher(publish_channel, topology, exchanges, batch=settings.batch_messages)
         intake = Intake(pool, publisher)
         intake.start()
         stack.push_async_callback(intake.close)

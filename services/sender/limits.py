@@ -3,13 +3,16 @@
 A receiver that hangs keeps each of its attempts for the whole delivery timeout. Without a
 cap per subscription it would soon hold every slot and stall every other subscription (the
 noisy neighbour of issue 6). With the cap, a delivery whose subscription already holds its
-share is not made to wait (it would hold a prefetch slot while waiting); the worker parks it
-in a retry queue instead.
+share waits briefly only when the target is healthy (`wait_for_room`; its slots come back
+within milliseconds); one of a stuck target is parked in a retry queue instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 
 
@@ -35,6 +38,7 @@ class TargetLimits:
         self._inflight: dict[str, int] = {}
         self._stuck: dict[str, tuple[float, float]] = {}
         """target -> (first refusal of this spell, latest refusal)."""
+        self._room_waiters: dict[str, deque[asyncio.Future[None]]] = {}
 
     def try_acquire(self, target: str) -> bool:
         """Take a slot for `target`; False (and nothing taken) when it holds its share."""
@@ -56,6 +60,33 @@ class TargetLimits:
             self._inflight.pop(target, None)
         else:
             self._inflight[target] = held - 1
+        waiters = self._room_waiters.get(target)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+        if not waiters:
+            self._room_waiters.pop(target, None)
+
+    async def wait_for_room(self, target: str, timeout_s: float) -> None:
+        """Return once a slot of `target` was given back (or at once if one is free), or after
+        `timeout_s`; `try_acquire` may still be refused when another caller took it first."""
+        if self._inflight.get(target, 0) < self._per_target:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._room_waiters.setdefault(target, deque())
+        waiters.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout_s)
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                # Timed out or cancelled: leave the queue, so `waiting` counts only the live.
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+                if not waiters and self._room_waiters.get(target) is waiters:
+                    del self._room_waiters[target]
 
     def stuck_for(self, target: str) -> float:
         """Seconds `target` has been refusing slots with no quick attempt; 0 when it is not."""
@@ -65,6 +96,11 @@ class TargetLimits:
         now = self._clock()
         since, last = spell
         return 0.0 if now - last > self._stale_s else now - since
+
+    def waiting(self, target: str) -> int:
+        """Callers in `wait_for_room` for `target` now."""
+        waiters = self._room_waiters.get(target)
+        return len(waiters) if waiters else 0
 
     def held(self, target: str) -> int:
         return self._inflight.get(target, 0)

@@ -37,21 +37,25 @@ from services.sender.limits import TargetLimits
 from services.sender.park import Parking
 from services.sender.requeue import Requeue, deferrals_of
 from services.sender.slots import Budget, Slots
-from shared import metrics
+from shared import metrics, wire
 from shared.acks import BatchAcker, Ticket
 from shared.errors import TRANSIENT_ERRORS
 from shared.logging import get_logger
-from shared.models import DeliveryMessage, deliveries_of, delivery_count
+from shared.models import DeliveryMessage
 from shared.retry import RetrySchedule
 from shared.runtime import drain_tasks
 from shared.secretbox import SecretBox
 from shared.settings import Settings
 from shared.subscription_cache import SubscriptionCache
 from shared.subscriptions import Subscription, load_one
+from shared.wire import deliveries_of, delivery_count
 
 log = get_logger("sender")
 
 _NACK_PAUSE_S = 1.0
+TARGET_WAIT_S = 0.5
+"""How long a delivery waits for a slot of a healthy target at its share before it is
+deferred (to a retry queue, for seconds); a target found stuck is not waited for."""
 
 _ATTEMPTS_BY_OUTCOME = {o: metrics.DELIVERY_ATTEMPTS.labels(o.value) for o in Outcome}
 """The counter's child per outcome, looked up once rather than per attempt."""
@@ -87,6 +91,9 @@ class DeliveryWorker:
             settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
         )
         self._parking = Parking(parts.pool, settings.delivery_timeout)
+        self._max_waiting = max(
+            settings.sender_per_target_concurrency, settings.sender_max_in_hand // 4
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures = FailureCounts()
 
@@ -238,7 +245,7 @@ class DeliveryWorker:
                 )
                 metrics.DEAD_LETTERED.inc()
                 return
-            if len(deliveries) == 1:
+            if len(deliveries) == 1 and wire.kind_of(message.headers) is None:
                 await self._deliver(deliveries[0], deferrals_of(message.headers))
             else:
                 await self._deliver_batch(deliveries, redelivered=bool(message.redelivered))
@@ -330,22 +337,38 @@ class DeliveryWorker:
     async def _try_attempt(
         self, msg: DeliveryMessage, sub: Subscription
     ) -> tuple[AttemptResult, datetime] | None:
-        """POST holding a global slot and one of the target's share; None when the target
-        already holds its share.
+        """POST holding a global slot and one of the target's share; None (defer it) when the
+        target holds its share and is stuck, or already has `_max_waiting` deliveries waiting.
 
         The global slot first: a delivery waiting for a global slot must not count against
         its target's share, or a long queue of healthy deliveries would make their own target
-        refuse (and defer) the rest.
+        refuse (and defer) the rest. A healthy target at its share (a batch of one tenant's
+        events, say) frees a slot within milliseconds: its delivery waits for one, holding no
+        global slot, rather than go round a retry queue for seconds. A target stuck for
+        TARGET_WAIT_S (no attempt came back quickly) is not waited for, and the deliveries
+        waiting for one target are bounded so that it cannot take the whole in-hand budget.
         """
-        async with self._slots:
-            if not self._limits.try_acquire(sub.id):
+        limits = self._limits
+        while True:
+            async with self._slots:
+                if limits.try_acquire(sub.id):
+                    return await self._attempt_holding(msg, sub)
+            if limits.stuck_for(sub.id) > TARGET_WAIT_S or limits.waiting(sub.id) >= (
+                self._max_waiting
+            ):
                 return None
-            took_s = 0.0
-            try:
-                result, started_at = await self._attempt(msg, sub)
-                took_s = result.duration_s
-            finally:
-                self._limits.release(sub.id, took_s)
+            await limits.wait_for_room(sub.id, TARGET_WAIT_S)
+
+    async def _attempt_holding(
+        self, msg: DeliveryMessage, sub: Subscription
+    ) -> tuple[AttemptResult, datetime]:
+        """`_attempt`, then give the target's slot back (the caller holds a global one)."""
+        took_s = 0.0
+        try:
+            result, started_at = await self._attempt(msg, sub)
+            took_s = result.duration_s
+        finally:
+            self._limits.release(sub.id, took_s)
         return result, started_at
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:
