@@ -18,6 +18,7 @@ from bench.procs import CpuMeter, Stack
 from bench.publisher import EVENT_TYPE, Publisher
 from bench.receiver import Receiver
 from bench.scenarios import (
+    BACKGROUND_S,
     SETTLE_S,
     SHARED_SERVERS,
     Plan,
@@ -90,6 +91,7 @@ async def run_http(plan: Plan, receiver: Receiver) -> ScenarioResult:
             await publisher.close()
         pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
         meter = CpuMeter(pids, SHARED_SERVERS)
+        background = await meter.background(BACKGROUND_S)
         meter.start()
         watcher = QueueWatcher(plan.amqp_url, stack.namespace)
         watcher.start()
@@ -117,6 +119,7 @@ async def run_http(plan: Plan, receiver: Receiver) -> ScenarioResult:
         load=load,
     )
     result.cpu_seconds, result.cpu_window_s = cpu
+    result.cpu_background_per_s = background
     result.queue_depths = watcher.samples
     result.notes.append(
         f"wrk: {load.requests} requests in {load.duration_s:.1f}s over"

@@ -106,6 +106,18 @@ class CpuMeter:
                 self._first.setdefault(key, used)
                 self._last[key] = used
 
+    async def background(self, seconds: float) -> dict[str, float]:
+        """CPU seconds per second each group (the shared servers) uses over `seconds` now,
+        while the scenario sends nothing: other users' load, to subtract from the figures."""
+        meter = CpuMeter({}, self._groups)
+        meter.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            meter.sample()  # a process that exits meanwhile counts until its last sample
+        used, window_s = meter.stop()
+        return {name: (value or 0.0) / window_s for name, value in used.items()}
+
     def stop(self) -> tuple[dict[str, float | None], float]:
         """CPU seconds each process (or group) used since `start`, and the window's length."""
         self.sample()

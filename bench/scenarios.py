@@ -39,6 +39,8 @@ SETTLE_S = 1.0
 """Extra wait after the last expected delivery, so late duplicates are counted too."""
 POLL_S = 0.25
 SHARED_SERVERS = {"rabbitmq": "beam.smp", "postgres": "postgres"}
+BACKGROUND_S = 3.0
+"""How long the shared servers' background load is measured before a scenario publishes."""
 """Servers whose CPU is measured too; other users of the same servers count in it."""
 
 
@@ -78,6 +80,9 @@ class ScenarioResult:
     cpu_seconds: dict[str, float | None] = field(default_factory=dict)
     """CPU seconds of each process from publish start to the last receipt."""
     cpu_window_s: float = 0.0
+    cpu_background_per_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per second the shared servers used just before, with nothing sent: the
+    other users of the same RabbitMQ and Postgres (subtracted in the net figure)."""
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
     """Each service's `hookline_*_total` counters at the end of the scenario."""
     queue_depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
@@ -172,6 +177,7 @@ class _Measured:
     published: PublishResult
     cpu: tuple[dict[str, float | None], float]
     watcher: QueueWatcher
+    background: dict[str, float]
 
 
 async def _measure(
@@ -192,6 +198,7 @@ async def _measure(
         await warm_up(stack, receiver, publisher, healthy)
         pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
         meter = CpuMeter(pids, SHARED_SERVERS)
+        background = await meter.background(BACKGROUND_S)
         meter.start()
         watcher = QueueWatcher(plan.amqp_url, namespace)
         watcher.start()
@@ -204,7 +211,7 @@ async def _measure(
         finally:
             waiting.cancel()
             await watcher.stop()
-        return _Measured(published, meter.stop(), watcher)
+        return _Measured(published, meter.stop(), watcher, background)
     finally:
         await publisher.close()
 
@@ -238,6 +245,7 @@ async def run_hookline(
         name, plan, events, receipts, healthy_subs, measured.published, stored, last_stored, stack
     )
     result.cpu_seconds, result.cpu_window_s = measured.cpu
+    result.cpu_background_per_s = measured.background
     result.notes.append(measured.watcher.summary())
     result.queue_depths = measured.watcher.samples
     return result

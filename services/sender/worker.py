@@ -33,7 +33,7 @@ from services.sender.attempt_log import AttemptLog, AttemptRow, DeliveryChange
 from services.sender.classify import AttemptResult, Outcome, Verdict, classify
 from services.sender.disable import disable
 from services.sender.failures import FailureCounts
-from services.sender.limits import TargetLimits
+from services.sender.limits import WATCH_S, TargetLimits
 from services.sender.park import Parking
 from services.sender.requeue import Requeue, deferrals_of
 from services.sender.slots import Budget, Slots
@@ -53,9 +53,6 @@ from shared.wire import deliveries_of, delivery_count
 log = get_logger("sender")
 
 _NACK_PAUSE_S = 1.0
-TARGET_WAIT_S = 0.5
-"""How long a delivery waits for a slot of a healthy target at its share before it is
-deferred (to a retry queue, for seconds); a target found stuck is not waited for."""
 
 _ATTEMPTS_BY_OUTCOME = {o: metrics.DELIVERY_ATTEMPTS.labels(o.value) for o in Outcome}
 """The counter's child per outcome, looked up once rather than per attempt."""
@@ -91,9 +88,6 @@ class DeliveryWorker:
             settings.sender_per_target_concurrency, quick_s=settings.delivery_timeout / 2
         )
         self._parking = Parking(parts.pool, settings.delivery_timeout)
-        self._max_waiting = max(
-            settings.sender_per_target_concurrency, settings.sender_max_in_hand // 4
-        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures = FailureCounts()
 
@@ -338,26 +332,23 @@ class DeliveryWorker:
         self, msg: DeliveryMessage, sub: Subscription
     ) -> tuple[AttemptResult, datetime] | None:
         """POST holding a global slot and one of the target's share; None (defer it) when the
-        target holds its share and is stuck, or already has `_max_waiting` deliveries waiting.
+        target holds its share and is stuck or slow.
 
         The global slot first: a delivery waiting for a global slot must not count against
         its target's share, or a long queue of healthy deliveries would make their own target
         refuse (and defer) the rest. A healthy target at its share (a batch of one tenant's
         events, say) frees a slot within milliseconds: its delivery waits for one, holding no
-        global slot, rather than go round a retry queue for seconds. A target stuck for
-        TARGET_WAIT_S (no attempt came back quickly) is not waited for, and the deliveries
-        waiting for one target are bounded so that it cannot take the whole in-hand budget.
+        global slot, rather than go round a retry queue for seconds (`TargetLimits`).
         """
         limits = self._limits
         while True:
             async with self._slots:
                 if limits.try_acquire(sub.id):
                     return await self._attempt_holding(msg, sub)
-            if limits.stuck_for(sub.id) > TARGET_WAIT_S or limits.waiting(sub.id) >= (
-                self._max_waiting
-            ):
+            if limits.stuck_for(sub.id) > WATCH_S or limits.slow(sub.id):
                 return None
-            await limits.wait_for_room(sub.id, TARGET_WAIT_S)
+            if not await limits.wait_for_room(sub.id):
+                return None
 
     async def _attempt_holding(
         self, msg: DeliveryMessage, sub: Subscription

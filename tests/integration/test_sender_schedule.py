@@ -100,7 +100,7 @@ async def test_a_hanging_target_holds_only_its_share(settings: Settings) -> None
         # Every fast delivery arrives while the slow target still hangs on its first one.
         await fast.wait_for(5)
         assert len(slow.requests) == 1
-        # Its others wait for its slot a moment (TARGET_WAIT_S), then, the target stuck all
+        # Its others wait for its slot a moment (WATCH_S), then, the target stuck all
         # that while, are deferred rather than held.
         for _ in range(200):
             if DELIVERIES_DEFERRED._value.get() > deferred_before:
