@@ -74,6 +74,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--http-connections", type=_positive(int), default=32)
     parser.add_argument("--http-threads", type=_positive(int), default=2, help="wrk threads")
     parser.add_argument(
+        "--ingest-processes",
+        type=_positive(int),
+        default=1,
+        help="ingest processes of the http scenario, sharing its port (SO_REUSEPORT)",
+    )
+    parser.add_argument(
         "--env",
         type=_env_pair,
         action="append",
@@ -126,6 +132,7 @@ async def run(
         http_duration_s=args.http_duration,
         http_connections=args.http_connections,
         http_threads=args.http_threads,
+        ingest_processes=args.ingest_processes,
         extra_env=dict(args.env),
     )
     # SIGTERM (as from `timeout`) cleans up like Ctrl-C: cancel, run every finally, exit.

@@ -78,7 +78,7 @@ async def _run_wrk(plan: Plan, stack: Stack, tag: str) -> tuple[WrkResult, int |
 async def run_http(plan: Plan, receiver: Receiver) -> ScenarioResult:
     """Deploy with one subscription, load the API with wrk, await the deliveries, measure."""
     wrk_path()  # fail before deploying when wrk is missing
-    stack = new_stack(plan, "http")
+    stack = new_stack(plan, "http", ingest_processes=plan.ingest_processes)
     tag = f"{stack.namespace}-wrk"
     async with stack:
         await create_subscriptions(stack, [receiver.url(stack.namespace, 0)])
@@ -125,7 +125,7 @@ async def run_http(plan: Plan, receiver: Receiver) -> ScenarioResult:
         f"wrk: {load.requests} requests in {load.duration_s:.1f}s over"
         f" {plan.http_connections} connections, {load.status_errors} answered >= 400,"
         f" {load.socket_errors} socket errors, {load.timeouts} timeouts;"
-        f" {len(accepted)} events stored"
+        f" {len(accepted)} events stored; {plan.ingest_processes} ingest process(es)"
     )
     result.notes.append(watcher.summary())
     return result

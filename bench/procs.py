@@ -256,8 +256,12 @@ class Stack:
         api_token: str,
         log_dir: Path,
         extra_env: dict[str, str] | None = None,
+        ingest_processes: int = 1,
     ) -> None:
+        """`ingest_processes` > 1 starts that many ingest processes sharing the API port
+        (`HOOKLINE_API_REUSE_PORT`), named ingest, ingest-2, ..."""
         self.namespace = namespace
+        self.ingest_processes = ingest_processes
         self.amqp_url = amqp_url
         self.database_url = with_database(admin_database_url, f"hookline_{namespace}")
         self.api_token = api_token
@@ -285,6 +289,8 @@ class Stack:
             "HOOKLINE_BATCH_MESSAGES": "true",
             **(extra_env or {}),
         }
+        if ingest_processes > 1:
+            self._env["HOOKLINE_API_REUSE_PORT"] = "true"
         self._exit = AsyncExitStack()
 
     @property
@@ -298,6 +304,8 @@ class Stack:
             self._exit.push_async_callback(self._delete_namespace)
             for name in SERVICES:
                 self._start(name)
+            for number in range(2, self.ingest_processes + 1):
+                self._start(f"ingest-{number}")
             self._exit.push_async_callback(self._stop_services)
             deadline = time.monotonic() + READY_TIMEOUT_S
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
@@ -336,7 +344,7 @@ class Stack:
         log_path = self.log_dir / f"{self.namespace}-{name}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
+                [sys.executable, "-m", f"services.{name.split('-', 1)[0]}"],
                 env=env,
                 cwd=REPO_ROOT,
                 stdin=subprocess.DEVNULL,

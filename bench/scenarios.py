@@ -62,6 +62,8 @@ class Plan:
     http_duration_s: float = 20.0
     http_connections: int = 32
     http_threads: int = 2
+    ingest_processes: int = 1
+    """Ingest processes of the http scenario, sharing its port (SO_REUSEPORT)."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """Added to every service's environment (`--env NAME=VALUE`)."""
 
@@ -251,9 +253,12 @@ async def run_hookline(
     return result
 
 
-def new_stack(plan: Plan, name: str, extra_env: dict[str, str] | None = None) -> Stack:
+def new_stack(
+    plan: Plan, name: str, extra_env: dict[str, str] | None = None, ingest_processes: int = 1
+) -> Stack:
     """The deployment of scenario `name`: namespace `<run tag>_<name>` (`-` becomes `_`)."""
     return Stack(
+        ingest_processes=ingest_processes,
         namespace=f"{plan.run_tag}_{name.replace('-', '_')}",
         amqp_url=plan.amqp_url,
         admin_database_url=plan.admin_database_url,

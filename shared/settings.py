@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     response_body_cap: SizeBytes = 4096
     shutdown_grace: DurationS = 10.0
     db_pool_size: int = Field(10, ge=1)
+    api_reuse_port: bool = False
+    """Listen on HOOKLINE_API_PORT with SO_REUSEPORT, so several ingest processes on one
+    host share the port (the kernel spreads connections over them)."""
     batch_messages: bool = False
     """Publish many events (ingest -> fanout) and many deliveries (fanout -> sender) per
     message, wire format 2 (`shared.wire`). Every version since reads both formats; turn it
