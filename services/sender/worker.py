@@ -242,7 +242,11 @@ class DeliveryWorker:
             if len(deliveries) == 1 and wire.kind_of(message.headers) is None:
                 await self._deliver(deliveries[0], deferrals_of(message.headers))
             else:
-                await self._deliver_batch(deliveries, redelivered=bool(message.redelivered))
+                # A format 2 message is checked even when new: fanout publishes its
+                # deliveries again when a confirm failed, and one copy may come after the
+                # other was delivered (one query per message of up to 500 deliveries).
+                check = bool(message.redelivered) or wire.kind_of(message.headers) is not None
+                await self._deliver_batch(deliveries, redelivered=check)
         finally:
             self._in_hand.release(taken)
 

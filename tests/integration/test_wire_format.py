@@ -230,3 +230,27 @@ async def test_a_batch_of_one_busy_target_waits_for_its_slots_instead_of_deferri
         e.event_id for e in events
     )
     assert {(r["attempts"], r["next_attempt_at"]) for r in rows} == {(1, None)}
+
+
+async def test_a_second_copy_of_a_format_2_message_sends_nothing_twice(
+    settings: Settings,
+) -> None:
+    # Fanout publishes deliveries again when a confirm of the first copy was lost: a copy
+    # consumed after the first was delivered sends nothing again (it is not "redelivered").
+    receiver = Receiver(Answer(200))
+    async with receiver.running(), database(settings) as conn:
+        sub, _ = await insert_subscription(conn, receiver.url("/s"))
+        first = [await _event_for(conn, [sub]) for _ in range(2)]
+        late = await _event_for(conn, [sub])
+        async with sender_running(settings):
+            await _publish_format_2(settings, [_route(e, [sub]) for e in first])
+            for event in first:
+                await wait_for_status(conn, delivery_id(event.event_id, sub), "succeeded")
+            # The copy, with one more event in the same message: once that one is
+            # delivered, the whole message was handled (it is acked as one).
+            await _publish_format_2(settings, [_route(e, [sub]) for e in (*first, late)])
+            await wait_for_status(conn, delivery_id(late.event_id, sub), "succeeded")
+
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
+        e.event_id for e in (*first, late)
+    )
