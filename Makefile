@@ -46,6 +46,7 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@$(MAKE) --no-print-directory promtool
 	$(BIN)/python -m pip install --quiet -e './client[outbox]'
+	@scripts/ensure-wrk.sh || echo "(make install goes on: only the bench's http scenario needs wrk)"
 	@touch $(STAMP)
 
 # promtool (Debian's `prometheus` package) checks and unit-tests deploy/prometheus/alerts.yaml.
@@ -85,7 +86,10 @@ typecheck: install
 test: install services lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/e2e client/tests
 
+# wrk is needed only by the http scenario: a run that leaves it out goes on without it.
 bench: install services
+	@case " $(BENCH_ARGS) " in *--scenarios*) case "$(BENCH_ARGS)" in *http*) scripts/ensure-wrk.sh;; esac;; \
+	  *) scripts/ensure-wrk.sh;; esac
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Starts its own RabbitMQ nodes and Postgres (never touches the machine's): needs the

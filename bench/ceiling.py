@@ -13,11 +13,14 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from typing import IO
 
 import aio_pika
 import aiohttp
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
+
+from bench.procs import REPO_ROOT, die_with_parent
 
 PREFETCH = 512
 SUB_HEADER = "x-bench-sub"
@@ -116,6 +119,22 @@ async def run(
     finally:
         await connection.close()
     return {"fill_s": filled - started, "drain_s": drained - filled, "count": float(count)}
+
+
+async def start_ceiling(
+    amqp_url: str, namespace: str, count: int, subs: int, target: str, log: IO[bytes]
+) -> asyncio.subprocess.Process:
+    """Start `python -m bench.ceiling` in its own process; its stdout is the timings line."""
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bench.ceiling", "--amqp-url", amqp_url),
+        *("--namespace", namespace, "--count", str(count), "--target", target),
+        *("--subscriptions", str(subs)),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,10 +16,18 @@ from pathlib import Path
 
 import orjson
 
+from bench.http import run_http
 from bench.procs import with_database
 from bench.receiver import Receiver
 from bench.report import render_summary, render_table, summary_json, to_json
-from bench.scenarios import DEFAULT_SCENARIOS, SCENARIOS, Plan, ScenarioResult
+from bench.scenarios import SCENARIOS as AMQP_SCENARIOS
+from bench.scenarios import Plan, ScenarioResult
+
+SCENARIOS = {**{k: v for k, v in AMQP_SCENARIOS.items() if k != "ceiling"}, "http": run_http}
+SCENARIOS["ceiling"] = AMQP_SCENARIOS["ceiling"]
+"""Every scenario, in the order a run takes them (the ceiling last, as before)."""
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "many-subscriptions")
+"""What runs without `--scenarios`: many-subscriptions takes minutes to load its database."""
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -45,13 +53,41 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("HOOKLINE_"):
+        raise argparse.ArgumentTypeError("expected HOOKLINE_NAME=VALUE")
+    return name, value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Hookline's benchmark: fanout, steady, noisy neighbour and the ceiling.",
+        description="Hookline's benchmark: fanout, steady, noisy neighbour, one subscription"
+        " per event (fanout-1, steady-1), POST /v1/events under wrk (http), and the ceiling.",
     )
     parser.add_argument(
         "--events", type=_positive(int), default=5000, help="events (fanout, noisy)"
+    )
+    parser.add_argument(
+        "--single-events", type=_positive(int), default=10_000, help="events of fanout-1"
+    )
+    parser.add_argument("--http-duration", type=_positive(float), default=20.0, help="seconds")
+    parser.add_argument("--http-connections", type=_positive(int), default=32)
+    parser.add_argument("--http-threads", type=_positive(int), default=2, help="wrk threads")
+    parser.add_argument(
+        "--ingest-processes",
+        type=_positive(int),
+        default=1,
+        help="ingest processes of the http scenario, sharing its port (SO_REUSEPORT)",
+    )
+    parser.add_argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="HOOKLINE_NAME=VALUE",
+        help="set for every service (repeatable), e.g. to compare a setting on and off",
     )
     parser.add_argument("--subscriptions", type=_positive(int), default=10)
     parser.add_argument("--rate", type=_positive(float), default=1000.0, help="steady deliveries/s")
@@ -111,6 +147,12 @@ async def run(
         log_dir=log_dir,
         many_subscriptions=args.many_subscriptions,
         past_deliveries=args.past_deliveries,
+        single_events=args.single_events,
+        http_duration_s=args.http_duration,
+        http_connections=args.http_connections,
+        http_threads=args.http_threads,
+        ingest_processes=args.ingest_processes,
+        extra_env=dict(args.env),
     )
     # SIGTERM (as from `timeout`) cleans up like Ctrl-C: cancel, run every finally, exit.
     main_task = asyncio.current_task()

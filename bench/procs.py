@@ -107,6 +107,18 @@ class CpuMeter:
                 self._first.setdefault(key, used)
                 self._last[key] = used
 
+    async def background(self, seconds: float) -> dict[str, float]:
+        """CPU seconds per second each group (the shared servers) uses over `seconds` now,
+        while the scenario sends nothing: other users' load, to subtract from the figures."""
+        meter = CpuMeter({}, self._groups)
+        meter.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            meter.sample()  # a process that exits meanwhile counts until its last sample
+        used, window_s = meter.stop()
+        return {name: (value or 0.0) / window_s for name, value in used.items()}
+
     def stop(self) -> tuple[dict[str, float | None], float]:
         """CPU seconds each process (or group) used since `start`, and the window's length."""
         self.sample()
@@ -246,10 +258,14 @@ class Stack:
         log_dir: Path,
         extra_env: dict[str, str] | None = None,
         prepare: Callable[[str], Awaitable[None]] | None = None,
+        ingest_processes: int = 1,
     ) -> None:
-        """`prepare(database_url)` runs after the migration, before any service starts."""
+        """`prepare(database_url)` runs after the migration, before any service starts;
+        `ingest_processes` > 1 starts that many ingest processes sharing the API port
+        (`HOOKLINE_API_REUSE_PORT`), named ingest, ingest-2, ..."""
         self.namespace = namespace
         self._prepare = prepare
+        self.ingest_processes = ingest_processes
         self.ready_s: dict[str, float] = {}
         """Seconds from each service's start to its first `/readyz` 200."""
         self.amqp_url = amqp_url
@@ -274,8 +290,13 @@ class Stack:
             "HOOKLINE_LOG_LEVEL": "warning",
             "HOOKLINE_LOG_FORMAT": "json",
             "HOOKLINE_RETRY_DELAYS": BENCH_RETRY_DELAYS,
+            # Every service of a bench deployment runs this version, so the many-per-message
+            # format is on (`--env HOOKLINE_BATCH_MESSAGES=false` measures it off).
+            "HOOKLINE_BATCH_MESSAGES": "true",
             **(extra_env or {}),
         }
+        if ingest_processes > 1:
+            self._env["HOOKLINE_API_REUSE_PORT"] = "true"
         self._exit = AsyncExitStack()
 
     @property
@@ -292,6 +313,8 @@ class Stack:
             started = time.monotonic()
             for name in SERVICES:
                 self._start(name)
+            for number in range(2, self.ingest_processes + 1):
+                self._start(f"ingest-{number}")
             self._exit.push_async_callback(self._stop_services)
             deadline = started + READY_TIMEOUT_S
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
@@ -359,7 +382,7 @@ class Stack:
         log_path = self.log_dir / f"{self.namespace}-{name}.log"
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
+                [sys.executable, "-m", f"services.{name.split('-', 1)[0]}"],
                 env=env,
                 cwd=REPO_ROOT,
                 stdin=subprocess.DEVNULL,

@@ -29,8 +29,8 @@ from bench.scenarios import (
     SETTLE_S,
     Plan,
     ScenarioResult,
-    _create_subscriptions,
     _stored,
+    create_subscriptions,
     wait_for_receipts,
 )
 from bench.stats import Receipt, analyse, percentile, rate_per_s
@@ -162,7 +162,7 @@ async def run_relay(plan: Plan, receiver: Receiver) -> ScenarioResult:
         log_dir=plan.log_dir,
     )
     async with stack:
-        await _create_subscriptions(stack, [receiver.url(namespace, 0)])
+        await create_subscriptions(stack, [receiver.url(namespace, 0)])
         waiting = asyncio.create_task(wait_for_receipts(receiver, namespace, 2 * events, "relay"))
         try:
             direct, outboxed = await _with_producer(plan, namespace, events)

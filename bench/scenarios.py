@@ -1,4 +1,5 @@
-"""The scenarios: fanout, steady, noisy (one hanging receiver), ceiling, many-subscriptions.
+"""The scenarios: fanout, steady, noisy (one hanging receiver), ceiling, the same with one
+subscription per event (fanout-1, steady-1, and http in `bench.http`), many-subscriptions.
 
 Each Hookline scenario gets its own deployment (namespace, database, three processes), so
 no scenario's retries or caches leak into the next one; the receiver is shared and tells
@@ -11,17 +12,18 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import asyncpg
 import orjson
 from tqdm import tqdm
 
-from bench.ceiling import ceiling_queue_name
-from bench.procs import REPO_ROOT, CpuMeter, Stack, delete_namespace, die_with_parent, peak_rss
+from bench.ceiling import ceiling_queue_name, start_ceiling
+from bench.loadgen import WrkResult
+from bench.procs import CpuMeter, Stack, delete_namespace, peak_rss
 from bench.publisher import EVENT_TYPE, WARMUP_SEQ, Publisher, PublishResult, event_body
 from bench.receiver import Receiver
 from bench.stats import DeliveryStats, Receipt, analyse, rate_per_s
@@ -38,6 +40,8 @@ SETTLE_S = 1.0
 """Extra wait after the last expected delivery, so late duplicates are counted too."""
 POLL_S = 0.25
 SHARED_SERVERS = {"rabbitmq": "beam.smp", "postgres": "postgres"}
+BACKGROUND_S = 3.0
+"""How long the shared servers' background load is measured before a scenario publishes."""
 """Servers whose CPU is measured too; other users of the same servers count in it."""
 
 
@@ -58,6 +62,15 @@ class Plan:
     """Subscriptions (one tenant each) of the many-subscriptions scenario."""
     past_deliveries: int = 2_000_000
     """Deliveries bulk loaded beside them, for timing the API's reads."""
+    single_events: int = 10_000
+    """Events of fanout-1 (each to one subscription)."""
+    http_duration_s: float = 20.0
+    http_connections: int = 32
+    http_threads: int = 2
+    ingest_processes: int = 1
+    """Ingest processes of the http scenario, sharing its port (SO_REUSEPORT)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Added to every service's environment (`--env NAME=VALUE`)."""
 
 
 @dataclass
@@ -76,6 +89,9 @@ class ScenarioResult:
     cpu_seconds: dict[str, float | None] = field(default_factory=dict)
     """CPU seconds of each process from publish start to the last receipt."""
     cpu_window_s: float = 0.0
+    cpu_background_per_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per second the shared servers used just before, with nothing sent: the
+    other users of the same RabbitMQ and Postgres (subtracted in the net figure)."""
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
     """Each service's `hookline_*_total` counters at the end of the scenario."""
     queue_depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
@@ -91,6 +107,8 @@ class ScenarioResult:
     """Growth of the Postgres database over the scenario / deliveries stored meanwhile."""
     payload_bytes: int | None = None
     """Size of one bench event's envelope as published."""
+    load: WrkResult | None = None
+    """The http scenario's requests as wrk saw them."""
 
 
 def _bar(desc: str, total: int, unit: str, position: int) -> tqdm[Any]:
@@ -123,7 +141,7 @@ async def wait_for_receipts(receiver: Receiver, tag: str, expected: int, desc: s
     return count
 
 
-async def _create_subscriptions(stack: Stack, urls: list[str]) -> None:
+async def create_subscriptions(stack: Stack, urls: list[str]) -> None:
     headers = {"authorization": f"Bearer {stack.api_token}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         for url in urls:
@@ -175,7 +193,7 @@ def _per_delivery(before: tuple[int, int], after: tuple[int, int]) -> float | No
     return (after[0] - before[0]) / stored if stored > 0 else None
 
 
-async def _warm_up(stack: Stack, receiver: Receiver, publisher: Publisher, healthy: int) -> None:
+async def warm_up(stack: Stack, receiver: Receiver, publisher: Publisher, healthy: int) -> None:
     """One event through the whole path: subscriptions are loaded, connections are open."""
     await publisher.publish_one(WARMUP_SEQ)
     deadline = time.monotonic() + WARMUP_TIMEOUT_S
@@ -201,6 +219,7 @@ class _Measured:
     published: PublishResult
     cpu: tuple[dict[str, float | None], float]
     watcher: QueueWatcher
+    background: dict[str, float]
 
 
 async def _measure(
@@ -221,9 +240,10 @@ async def _measure(
     publisher = Publisher(plan.amqp_url, exchange, namespace, tenant_of)
     await publisher.open()
     try:
-        await _warm_up(stack, receiver, publisher, healthy)
+        await warm_up(stack, receiver, publisher, healthy)
         pids = {n: s.pid for n, s in stack.services.items()} | {"receiver": receiver.pid}
         meter = CpuMeter(pids, SHARED_SERVERS)
+        background = await meter.background(BACKGROUND_S)
         meter.start()
         watcher = QueueWatcher(plan.amqp_url, namespace)
         watcher.start()
@@ -236,7 +256,7 @@ async def _measure(
         finally:
             waiting.cancel()
             await watcher.stop()
-        return _Measured(published, meter.stop(), watcher)
+        return _Measured(published, meter.stop(), watcher, background)
     finally:
         await publisher.close()
 
@@ -254,18 +274,11 @@ async def run_hookline(
     """Deploy, subscribe, warm up, publish `events`, wait for every delivery, and measure."""
     subs = plan.subscriptions
     healthy_subs = range(1, subs) if hanging else range(subs)
-    namespace = f"{plan.run_tag}_{name}"
-    stack = Stack(
-        namespace=namespace,
-        amqp_url=plan.amqp_url,
-        admin_database_url=plan.admin_database_url,
-        api_token=API_TOKEN,
-        log_dir=plan.log_dir,
-        extra_env=extra_env,
-    )
+    stack = new_stack(plan, name, extra_env)
+    namespace = stack.namespace
     async with stack:
         urls = [receiver.url(namespace, i, hanging=hanging and i == 0) for i in range(subs)]
-        await _create_subscriptions(stack, urls)
+        await create_subscriptions(stack, urls)
         storage_before = await _storage(stack)
         measured = await _measure(
             plan, receiver, stack, name, events, events_per_s, len(healthy_subs)
@@ -285,9 +298,25 @@ async def run_hookline(
         f"storage: {_fmt_bytes(result.storage_bytes_per_delivery)} of Postgres per delivery,"
         f" events of {result.payload_bytes} bytes, {plan.subscriptions} subscriptions each"
     )
+    result.cpu_background_per_s = measured.background
     result.notes.append(measured.watcher.summary())
     result.queue_depths = measured.watcher.samples
     return result
+
+
+def new_stack(
+    plan: Plan, name: str, extra_env: dict[str, str] | None = None, ingest_processes: int = 1
+) -> Stack:
+    """The deployment of scenario `name`: namespace `<run tag>_<name>` (`-` becomes `_`)."""
+    return Stack(
+        ingest_processes=ingest_processes,
+        namespace=f"{plan.run_tag}_{name.replace('-', '_')}",
+        amqp_url=plan.amqp_url,
+        admin_database_url=plan.admin_database_url,
+        api_token=API_TOKEN,
+        log_dir=plan.log_dir,
+        extra_env={**plan.extra_env, **(extra_env or {})},
+    )
 
 
 def _result(
@@ -328,10 +357,23 @@ async def run_fanout(plan: Plan, receiver: Receiver) -> ScenarioResult:
     return await run_hookline(plan, receiver, "fanout", events=plan.events, events_per_s=None)
 
 
-async def run_steady(plan: Plan, receiver: Receiver) -> ScenarioResult:
+async def run_fanout_single(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    """fanout-1: `single_events` events, each to one subscription, as fast as they go."""
+    single = replace(plan, subscriptions=1)
+    return await run_hookline(
+        single, receiver, "fanout-1", events=plan.single_events, events_per_s=None
+    )
+
+
+async def run_steady(plan: Plan, receiver: Receiver, name: str = "steady") -> ScenarioResult:
     events_per_s = plan.rate / plan.subscriptions
     events = max(1, round(events_per_s * plan.duration_s))
-    return await run_hookline(plan, receiver, "steady", events=events, events_per_s=events_per_s)
+    return await run_hookline(plan, receiver, name, events=events, events_per_s=events_per_s)
+
+
+async def run_steady_single(plan: Plan, receiver: Receiver) -> ScenarioResult:
+    """steady-1: `rate` events/s, each to one subscription, for `duration_s`."""
+    return await run_steady(replace(plan, subscriptions=1), receiver, "steady-1")
 
 
 async def run_noisy(plan: Plan, receiver: Receiver) -> ScenarioResult:
@@ -346,21 +388,6 @@ async def run_noisy(plan: Plan, receiver: Receiver) -> ScenarioResult:
     )
     result.notes.append(f"subscription 0 hangs; HOOKLINE_DELIVERY_TIMEOUT={NOISY_DELIVERY_TIMEOUT}")
     return result
-
-
-async def _start_ceiling(
-    plan: Plan, namespace: str, count: int, target: str, log: IO[bytes]
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "bench.ceiling", "--amqp-url", plan.amqp_url),
-        *("--namespace", namespace, "--count", str(count), "--target", target),
-        *("--subscriptions", str(plan.subscriptions)),
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-        start_new_session=True,
-        preexec_fn=die_with_parent,
-    )
 
 
 async def _await_ceiling(
@@ -384,7 +411,7 @@ async def run_ceiling(plan: Plan, receiver: Receiver) -> ScenarioResult:
     count = plan.events * plan.subscriptions
     target = receiver.url(namespace, 0).rsplit("/", 1)[0]
     with (plan.log_dir / f"{namespace}.log").open("wb") as log:
-        proc = await _start_ceiling(plan, namespace, count, target, log)
+        proc = await start_ceiling(plan.amqp_url, namespace, count, plan.subscriptions, target, log)
     waiting = asyncio.create_task(wait_for_receipts(receiver, namespace, count, "ceiling"))
     meter = CpuMeter({"ceiling": proc.pid, "receiver": receiver.pid}, SHARED_SERVERS)
     meter.start()
@@ -431,11 +458,12 @@ async def run_relay(plan: Plan, receiver: Receiver) -> ScenarioResult:
 
 SCENARIOS = {
     "fanout": run_fanout,
+    "fanout-1": run_fanout_single,
     "steady": run_steady,
+    "steady-1": run_steady_single,
     "noisy": run_noisy,
     "ceiling": run_ceiling,
     "many-subscriptions": run_many_subscriptions,
     "relay": run_relay,
 }
-DEFAULT_SCENARIOS = ("fanout", "steady", "noisy", "ceiling", "relay")
-"""What runs without `--scenarios`: many-subscriptions takes minutes to load its database."""
+"""The AMQP scenarios; `bench.http` adds http, and `bench.cli` runs them in this order."""

@@ -113,3 +113,43 @@ def ratio(value: float | None, reference: float | None) -> float | None:
     if value is None or not reference:
         return None
     return value / reference
+
+
+def analyse_ids(receipts: Iterable[Receipt], accepted_at: dict[str, float]) -> DeliveryStats:
+    """Compare receipts with the events Hookline accepted, by `webhook-id` (the event id).
+
+    For a load whose sequence numbers are not a range (wrk's threads number their own):
+    `accepted_at` maps each stored event's id to when it was stored (Unix seconds); latency
+    is stored to first receipt. One subscription: a receipt of an unknown id is unexpected.
+    """
+    first_seen: dict[str, float] = {}
+    latencies_ms: list[float] = []
+    received = unexpected = 0
+    for _sub, _seq, webhook_id, _sent_at, received_at in receipts:
+        stored_at = accepted_at.get(webhook_id)
+        if stored_at is None:
+            unexpected += 1
+            continue
+        received += 1
+        if webhook_id in first_seen:
+            continue
+        first_seen[webhook_id] = received_at
+        latencies_ms.append((received_at - stored_at) * 1000)
+    latencies_ms.sort()
+    times = first_seen.values()
+    first_at = min(times, default=None)
+    last_at = max(times, default=None)
+    return DeliveryStats(
+        expected=len(accepted_at),
+        received=received,
+        lost=len(accepted_at) - len(first_seen),
+        duplicated=received - len(first_seen),
+        unexpected=unexpected,
+        first_at=first_at,
+        last_at=last_at,
+        deliveries_per_s=rate_per_s(len(first_seen), first_at, last_at),
+        p50_ms=percentile(latencies_ms, 50),
+        p95_ms=percentile(latencies_ms, 95),
+        p99_ms=percentile(latencies_ms, 99),
+        max_ms=latencies_ms[-1] if latencies_ms else None,
+    )

@@ -116,10 +116,13 @@ def ops_app(readiness: Readiness, liveness: Liveness | None = None) -> web.Appli
     return app
 
 
-async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Serve `app` until the returned runner is cleaned up."""
+async def start_site(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> web.AppRunner:
+    """Serve `app` until the returned runner is cleaned up; with `reuse_port` (SO_REUSEPORT)
+    several processes listen on the same port and the kernel spreads connections over them."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None)
     await site.start()
     return runner

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     overdue_after: DurationS = 3600.0
     """A pending delivery whose next attempt is this overdue is published again by the
     sender's overdue sweep (its message was lost with a queue or a node)."""
+    api_reuse_port: bool = False
+    """Listen on HOOKLINE_API_PORT with SO_REUSEPORT, so several ingest processes on one
+    host share the port (the kernel spreads connections over them)."""
+    batch_messages: bool = False
+    """Publish many events (ingest -> fanout) and many deliveries (fanout -> sender) per
+    message, wire format 2 (`shared.wire`). Every version since reads both formats; turn it
+    on only once every fanout and sender runs such a version (docs/upgrading.md)."""
 
     @field_validator("api_tokens", "allowed_target_networks", mode="before")
     @classmethod

@@ -60,7 +60,11 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         router = Router(
             cache=cache,
             writer=writer,
-            publisher=DeliveryPublisher(publish_channel, topology.deliveries_exchange.name),
+            publisher=DeliveryPublisher(
+                publish_channel,
+                topology.deliveries_exchange.name,
+                batch=settings.batch_messages,
+            ),
             default_exchange=publish_channel.default_exchange,
             rejected_queue=topology.fanout_rejected_queue.name,
             topology=topology,

@@ -8,7 +8,8 @@ aio-pika `Message` per delivery; the robust aio-pika channel still owns reconnec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
@@ -17,11 +18,14 @@ from aiormq.abc import AbstractChannel as UnderlayChannel
 from aiormq.abc import ConfirmationFrameType
 
 from services.fanout.deliveries import DeliveryRow
+from shared import wire
+from shared.amqp import delivery_properties
 from shared.errors import BrokerUnavailable
 from shared.models import (
     H_ACCEPTED_AT,
     H_ATTEMPT,
     H_SUBSCRIPTIONS,
+    DeliveryMessage,
     EventMessage,
     batch_message_id,
 )
@@ -35,15 +39,70 @@ _PERSISTENT = 2
 _CONTENT_TYPE = "application/json"
 
 
+@dataclass(frozen=True, slots=True)
+class EventDeliveries:
+    """One event, its delivery rows, and where its parked matches go (see `publish`)."""
+
+    event: EventMessage
+    rows: list[DeliveryRow]
+    parked: Mapping[str, str] | None = None
+
+
 class DeliveryPublisher:
     """Publishes delivery messages (attempt 1) to the deliveries exchange with confirms.
 
-    The channel must have publisher confirms on.
+    The channel must have publisher confirms on. With `batch` (`HOOKLINE_BATCH_MESSAGES`)
+    `publish_many` puts the deliveries of many events into one message (wire format 2).
     """
 
-    def __init__(self, channel: AbstractChannel, exchange_name: str) -> None:
+    def __init__(
+        self, channel: AbstractChannel, exchange_name: str, *, batch: bool = False
+    ) -> None:
         self._channel = channel
         self._exchange_name = exchange_name
+        self._batch = batch
+
+    async def publish_many(self, routes: list[EventDeliveries]) -> None:
+        """Publish the deliveries of many events; returns once every message was confirmed.
+
+        With `batch` the deliveries not parked, whatever their event, travel in format 2
+        messages of up to `wire.MAX_ITEMS` deliveries; parked ones as plain messages to their
+        retry queue. Without it each event is published as `publish` does. Raises as
+        `publish` does; publishing them all again is then safe.
+        """
+        if not routes:
+            return
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            if not self._batch:
+                await asyncio.gather(
+                    *(self._publish(r.event, r.rows, r.parked or {}) for r in routes)
+                )
+                return
+            underlay = await self._channel.get_underlay_channel()
+            publishes: list[Awaitable[ConfirmationFrameType | None]] = []
+            straight: list[DeliveryMessage] = []
+            for route in routes:
+                parked = route.parked or {}
+                for dlv_id, _, subscription_id in route.rows:
+                    msg = _first_attempt(route.event, dlv_id, subscription_id)
+                    retry_queue = parked.get(subscription_id)
+                    if retry_queue is None:
+                        straight.append(msg)
+                    else:
+                        props = delivery_properties(msg)
+                        publishes.append(self._send(underlay, msg.body, props, retry_queue))
+            sizes = _body_sizes(straight)
+            for part in wire.chunks(sizes):
+                chunk = [straight[i] for i in part]
+                properties = spec.Basic.Properties(
+                    content_type=wire.CONTENT_TYPE,
+                    delivery_mode=_PERSISTENT,
+                    headers=wire.headers_for(wire.DELIVERIES, len(chunk)),
+                    message_id=f"deliveries.{chunk[0].delivery_id}",
+                )
+                body = wire.encode_deliveries(chunk)
+                publishes.append(self._send(underlay, body, properties, None))
+            await _confirmed(publishes)
 
     async def publish(
         self, event: EventMessage, rows: list[DeliveryRow], parked: Mapping[str, str] | None = None
@@ -104,12 +163,7 @@ class DeliveryPublisher:
             )
             publishes.append(self._send(underlay, event.body, properties, retry_queue))
         # No timeout per message: one deadline for the event (above) costs far less.
-        results = await asyncio.gather(*publishes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-            if not isinstance(result, spec.Basic.Ack):
-                raise BrokerUnavailable(f"delivery not confirmed: {result!r}")
+        await _confirmed(publishes)
 
     def _send(
         self,
@@ -128,3 +182,34 @@ class DeliveryPublisher:
             # requeued), not drop the deliveries: a return is not an ack.
             mandatory=True,
         )
+
+
+async def _confirmed(publishes: Sequence[Awaitable[ConfirmationFrameType | None]]) -> None:
+    """Await every publish; raise the first failure, or BrokerUnavailable for a non-ack."""
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        if not isinstance(result, spec.Basic.Ack):
+            raise BrokerUnavailable(f"delivery not confirmed: {result!r}")
+
+
+def _first_attempt(event: EventMessage, dlv_id: str, subscription_id: str) -> DeliveryMessage:
+    return DeliveryMessage(
+        delivery_id=dlv_id,
+        event_id=event.event_id,
+        subscription_id=subscription_id,
+        event_type=event.event_type,
+        body=event.body,
+        accepted_at=event.accepted_at,
+    )
+
+
+def _body_sizes(deliveries: list[DeliveryMessage]) -> list[int]:
+    """Body bytes each delivery adds to a format 2 message: an event's body counts once."""
+    seen: set[str] = set()
+    sizes = []
+    for d in deliveries:
+        sizes.append(0 if d.event_id in seen else len(d.body))
+        seen.add(d.event_id)
+    return sizes

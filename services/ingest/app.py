@@ -63,7 +63,11 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         exchanges, _ = await declare(publish_channel, *ingest_topology(topology))
 
         publisher = Publisher(
-            publish_channel, topology, exchanges, blocked=lambda: is_blocked(connection)
+            publish_channel,
+            topology,
+            exchanges,
+            blocked=lambda: is_blocked(connection),
+            batch=settings.batch_messages,
         )
         intake = Intake(pool, publisher, window_s=settings.idempotency_window)
         intake.start()

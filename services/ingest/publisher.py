@@ -18,6 +18,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiormq import spec
 
+from shared import wire
 from shared.amqp import (
     JSON_CONTENT_TYPE,
     PERSISTENT,
@@ -65,10 +66,14 @@ class Publisher:
         topology: Topology,
         exchanges: dict[str, AbstractExchange],
         blocked: Callable[[], bool] = lambda: False,
+        *,
+        batch: bool = False,
     ) -> None:
         """`exchanges`: what `declare()` returned for the channel, by name; `blocked` says
-        whether RabbitMQ blocks the channel's connection (a resource alarm)."""
+        whether RabbitMQ blocks the channel's connection (a resource alarm); `batch`: events
+        go to fanout many per message (wire format 2, `HOOKLINE_BATCH_MESSAGES`)."""
         self.blocked = blocked
+        self._batch = batch
         self._channel = channel
         self._topology = topology
         self._events = exchanges[topology.events_exchange.name]
@@ -92,26 +97,25 @@ class Publisher:
             return []
         if self.blocked():
             return [self._unconfirmed(self._events, BlockedByBroker())] * len(messages)
-        burst = [
-            (
-                m.body,
-                m.event_type,
-                spec.Basic.Properties(
-                    content_type=JSON_CONTENT_TYPE,
-                    delivery_mode=PERSISTENT,
-                    headers=m.headers(),
-                    message_id=m.event_id,
-                ),
-            )
-            for m in messages
-        ]
+        if self._batch:
+            parts = list(wire.chunks([len(m.body) for m in messages]))
+            burst = [_batch_publish([messages[i] for i in part]) for part in parts]
+        else:
+            parts = [range(i, i + 1) for i in range(len(messages))]
+            burst = [_plain_publish(m) for m in messages]
         try:
             results = await self._confirm_unless_blocked(
                 publish_burst(self._channel, self._events.name, burst)
             )
         except _BROKER_ERRORS as exc:
             return [self._unconfirmed(self._events, exc)] * len(messages)
-        return [self._outcome(result) for result in results]
+        # Each event shares the fate of the message that carried it.
+        outcomes: list[BrokerUnavailable | None] = [None] * len(messages)
+        for part, result in zip(parts, results, strict=True):
+            outcome = self._outcome(result)
+            for i in part:
+                outcomes[i] = outcome
+        return outcomes
 
     async def _confirm_unless_blocked(
         self, burst: Coroutine[Any, Any, list[BaseException | None]]
@@ -192,3 +196,29 @@ class Publisher:
         )
         error.__cause__ = exc
         return error
+
+
+BATCH_ROUTING_KEY = "hookline.batch"
+"""Routing key of a format 2 events message (fanout's queue takes every key on `{ns}.events`)."""
+
+
+def _plain_publish(m: EventMessage) -> tuple[bytes, str, spec.Basic.Properties]:
+    """Format 1: one event, its type as the routing key, its fields as headers."""
+    properties = spec.Basic.Properties(
+        content_type=JSON_CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        headers=m.headers(),
+        message_id=m.event_id,
+    )
+    return m.body, m.event_type, properties
+
+
+def _batch_publish(part: list[EventMessage]) -> tuple[bytes, str, spec.Basic.Properties]:
+    """Format 2: the events of `part` in one message (`shared.wire`)."""
+    properties = spec.Basic.Properties(
+        content_type=wire.CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        headers=wire.headers_for(wire.EVENTS, len(part)),
+        message_id=f"events.{part[0].event_id}",
+    )
+    return wire.encode_events(part), BATCH_ROUTING_KEY, properties

@@ -3,14 +3,25 @@
 A receiver that hangs keeps each of its attempts for the whole delivery timeout. Without a
 cap per subscription it would soon hold every slot and stall every other subscription (the
 noisy neighbour of issue 6). With the cap, a delivery whose subscription already holds its
-share is not made to wait (it would hold a prefetch slot while waiting); the worker parks it
-in a retry queue instead.
+share waits for one of its slots only while the target is healthy (`wait_for_room`: its
+attempts come back within SLOW_S, so its slots free up within milliseconds, as when one
+tenant's events arrive in one batch); one of a stuck or slow target is parked in a retry
+queue instead, where it holds no room in the sender.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
+
+SLOW_S = 1.0
+"""A target whose attempts take longer than this (a moving average) is not waited for."""
+WATCH_S = 0.5
+"""How often a target with waiters is checked for being stuck or slow (they are then
+told to defer)."""
+_EWMA_WEIGHT = 0.2
 
 
 class TargetLimits:
@@ -35,6 +46,11 @@ class TargetLimits:
         self._inflight: dict[str, int] = {}
         self._stuck: dict[str, tuple[float, float]] = {}
         """target -> (first refusal of this spell, latest refusal)."""
+        self._room_waiters: dict[str, deque[asyncio.Future[bool]]] = {}
+        self._waiting: dict[str, int] = {}
+        self._watches: dict[str, asyncio.TimerHandle] = {}
+        self._duration_s: dict[str, float] = {}
+        """target -> moving average of its attempts' durations."""
 
     def try_acquire(self, target: str) -> bool:
         """Take a slot for `target`; False (and nothing taken) when it holds its share."""
@@ -51,11 +67,64 @@ class TargetLimits:
         """Give back a slot taken by `try_acquire`; `took_s` is how long its attempt took."""
         if took_s < self._quick_s:
             self._stuck.pop(target, None)
+        average = self._duration_s.get(target, took_s)
+        self._duration_s[target] = average + _EWMA_WEIGHT * (took_s - average)
         held = self._inflight.get(target, 0)
         if held <= 1:
             self._inflight.pop(target, None)
         else:
             self._inflight[target] = held - 1
+        waiters = self._room_waiters.get(target)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                break
+
+    def slow(self, target: str) -> bool:
+        """Whether `target`'s recent attempts took longer than SLOW_S on average."""
+        return self._duration_s.get(target, 0.0) > SLOW_S
+
+    async def wait_for_room(self, target: str) -> bool:
+        """Wait until a slot of `target` is given back: True (`try_acquire` may still be
+        refused when another caller took it first); False when the target turned out stuck
+        (refusing for WATCH_S with no quick attempt) or slow meanwhile: defer instead.
+
+        O(1) per waiter: one timer per target checks it every WATCH_S while it has waiters.
+        """
+        if self._inflight.get(target, 0) < self._per_target:
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._room_waiters.setdefault(target, deque()).append(waiter)
+        self._waiting[target] = self._waiting.get(target, 0) + 1
+        if target not in self._watches:
+            self._watch(target)
+        try:
+            return await waiter
+        finally:
+            left = self._waiting[target] - 1
+            if left:
+                self._waiting[target] = left
+            else:
+                del self._waiting[target]
+
+    def _watch(self, target: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._watches[target] = loop.call_later(WATCH_S, self._check, target)
+
+    def _check(self, target: str) -> None:
+        del self._watches[target]
+        waiters = self._room_waiters.get(target)
+        if not self._waiting.get(target) or waiters is None:
+            self._room_waiters.pop(target, None)
+            return
+        if self.stuck_for(target) > WATCH_S or self.slow(target):
+            del self._room_waiters[target]
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(False)
+            return
+        self._watch(target)
 
     def stuck_for(self, target: str) -> float:
         """Seconds `target` has been refusing slots with no quick attempt; 0 when it is not."""
@@ -65,6 +134,10 @@ class TargetLimits:
         now = self._clock()
         since, last = spell
         return 0.0 if now - last > self._stale_s else now - since
+
+    def waiting(self, target: str) -> int:
+        """Callers in `wait_for_room` for `target` now."""
+        return self._waiting.get(target, 0)
 
     def held(self, target: str) -> int:
         return self._inflight.get(target, 0)

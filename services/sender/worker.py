@@ -1,10 +1,11 @@
 """The handling of one delivery message, from the consumed message to its ack.
 
-A message carries one delivery, or (a batch message, fanout's first attempt of an event's
-deliveries) several, handled concurrently and each on its own terms as below; the batch is
-acked once every one of them is settled. Per delivery: look the subscription up (deleted or
-disabled: record `cancelled`, send nothing); take a slot of its target (none free: park it in a
-retry queue, confirmed); POST within the global concurrency bound; classify; then publish where
+A message carries one delivery, or (a batch message: fanout's first attempts of one event's
+deliveries, or of many events' in wire format 2, `shared.wire`) several, handled concurrently
+and each on its own terms as below; the batch is acked once every one of them is settled. Per
+delivery: look the subscription up (deleted or disabled: record `cancelled`, send nothing);
+take a slot of its target (none free: wait for one while the target is healthy, else park it
+in a retry queue, confirmed); POST within the global concurrency bound; classify; then publish where
 it goes next (retry queue or dead queue, confirmed), then write the attempt log (group commit),
 in that order so a recorded attempt always has its next copy; ack only after both (the acks of
 many messages share one frame: `shared.acks`). The HTTP slots are released before waiting for
@@ -35,21 +36,22 @@ from services.sender.attempt_log import AttemptLog, AttemptRow, DeliveryChange
 from services.sender.classify import AttemptResult, Outcome, Verdict, classify
 from services.sender.disable import disable
 from services.sender.failures import FailureCounts
-from services.sender.limits import TargetLimits
+from services.sender.limits import WATCH_S, TargetLimits
 from services.sender.park import Parking
 from services.sender.requeue import Requeue, deferrals_of
 from services.sender.slots import Budget, Slots
-from shared import metrics
+from shared import metrics, wire
 from shared.acks import BatchAcker, Ticket
 from shared.errors import TRANSIENT_ERRORS
 from shared.logging import get_logger
-from shared.models import DeliveryMessage, deliveries_of, delivery_count
+from shared.models import DeliveryMessage
 from shared.retry import RetrySchedule
 from shared.runtime import drain_tasks
 from shared.secretbox import SecretBox
 from shared.settings import Settings
 from shared.subscription_cache import SubscriptionCache
 from shared.subscriptions import Subscription
+from shared.wire import deliveries_of, delivery_count
 
 log = get_logger("sender")
 
@@ -273,11 +275,18 @@ class DeliveryWorker:
                 )
                 metrics.DEAD_LETTERED.inc()
                 return
-            if len(deliveries) == 1:
+            if len(deliveries) == 1 and wire.kind_of(message.headers) is None:
                 await self._deliver(deliveries[0], deferrals_of(message.headers))
             else:
-                redelivered = bool(message.redelivered) or id(message) in self._held
-                await self._deliver_batch(deliveries, redelivered=redelivered)
+                # A format 2 message is checked even when new: fanout publishes its
+                # deliveries again when a confirm failed, and one copy may come after the
+                # other was delivered (one query per message of up to 500 deliveries).
+                check = (
+                    bool(message.redelivered)
+                    or id(message) in self._held
+                    or wire.kind_of(message.headers) is not None
+                )
+                await self._deliver_batch(deliveries, redelivered=check)
         finally:
             self._in_hand.release(taken)
 
@@ -375,22 +384,35 @@ class DeliveryWorker:
     async def _try_attempt(
         self, msg: DeliveryMessage, sub: Subscription
     ) -> tuple[AttemptResult, datetime] | None:
-        """POST holding a global slot and one of the target's share; None when the target
-        already holds its share.
+        """POST holding a global slot and one of the target's share; None (defer it) when the
+        target holds its share and is stuck or slow.
 
         The global slot first: a delivery waiting for a global slot must not count against
         its target's share, or a long queue of healthy deliveries would make their own target
-        refuse (and defer) the rest.
+        refuse (and defer) the rest. A healthy target at its share (a batch of one tenant's
+        events, say) frees a slot within milliseconds: its delivery waits for one, holding no
+        global slot, rather than go round a retry queue for seconds (`TargetLimits`).
         """
-        async with self._slots:
-            if not self._limits.try_acquire(sub.id):
+        limits = self._limits
+        while True:
+            async with self._slots:
+                if limits.try_acquire(sub.id):
+                    return await self._attempt_holding(msg, sub)
+            if limits.stuck_for(sub.id) > WATCH_S or limits.slow(sub.id):
                 return None
-            took_s = 0.0
-            try:
-                result, started_at = await self._attempt(msg, sub)
-                took_s = result.duration_s
-            finally:
-                self._limits.release(sub.id, took_s)
+            if not await limits.wait_for_room(sub.id):
+                return None
+
+    async def _attempt_holding(
+        self, msg: DeliveryMessage, sub: Subscription
+    ) -> tuple[AttemptResult, datetime]:
+        """`_attempt`, then give the target's slot back (the caller holds a global one)."""
+        took_s = 0.0
+        try:
+            result, started_at = await self._attempt(msg, sub)
+            took_s = result.duration_s
+        finally:
+            self._limits.release(sub.id, took_s)
         return result, started_at
 
     async def _subscription(self, subscription_id: str) -> Subscription | None:

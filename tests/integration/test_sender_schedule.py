@@ -100,6 +100,14 @@ async def test_a_hanging_target_holds_only_its_share(settings: Settings) -> None
         # Every fast delivery arrives while the slow target still hangs on its first one.
         await fast.wait_for(5)
         assert len(slow.requests) == 1
+        # Its others wait for its slot a moment (WATCH_S), then, the target stuck all
+        # that while, are deferred rather than held.
+        for _ in range(200):
+            if DELIVERIES_DEFERRED._value.get() > deferred_before:
+                break
+            await asyncio.sleep(0.05)
+        assert DELIVERIES_DEFERRED._value.get() > deferred_before
+        assert len(slow.requests) == 1
         release.set()
         for msg in slow_msgs:
             await wait_for_status(conn, msg.delivery_id, "succeeded")

@@ -75,7 +75,9 @@ async def start_api(ctx: ApiContext) -> web.AppRunner:
             "api_tokens_missing",
             detail="HOOKLINE_API_TOKENS is empty: every /v1 request is refused with 503",
         )
-    runner = await start_site(build_app(ctx), settings.api_host, settings.api_port)
+    runner = await start_site(
+        build_app(ctx), settings.api_host, settings.api_port, reuse_port=settings.api_reuse_port
+    )
     log.info(
         "api_started",
         host=settings.api_host,
