@@ -11,7 +11,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from standardwebhooks import Webhook
 
-from services.fanout.publisher import DeliveryPublisher, Route
+from services.fanout.publisher import DeliveryPublisher, EventDeliveries
 from shared import wire
 from shared.ids import delivery_id
 from shared.models import H_ERROR, EventMessage
@@ -135,7 +135,7 @@ async def test_a_malformed_batch_is_rejected_not_lost(batching_fanout: Fanout) -
     assert rejected.body == b"garbage"
 
 
-async def _publish_format_2(settings: Settings, routes: list[Route]) -> None:
+async def _publish_format_2(settings: Settings, routes: list[EventDeliveries]) -> None:
     """Publish deliveries exactly as a batching fanout does."""
     await publish(settings)  # declares the topology
     topology = Topology(settings.namespace, settings.retry_delays)
@@ -148,8 +148,10 @@ async def _publish_format_2(settings: Settings, routes: list[Route]) -> None:
         await connection.close()
 
 
-def _route(event: EventMessage, subs: list[str]) -> Route:
-    return Route(event, [(delivery_id(event.event_id, s), event.event_id, s) for s in subs])
+def _route(event: EventMessage, subs: list[str]) -> EventDeliveries:
+    return EventDeliveries(
+        event, [(delivery_id(event.event_id, s), event.event_id, s) for s in subs]
+    )
 
 
 async def test_the_sender_delivers_every_delivery_of_a_format_2_message_once_signed(
