@@ -177,8 +177,10 @@ async def test_listing_a_tenants_subscriptions_looks_the_tenant_up(db: asyncpg.C
 async def test_a_subscriptions_deliveries_are_read_by_its_index(db: asyncpg.Connection) -> None:
     plan = await plan_of(db, subscription_store._GET, "sub_00000007")
     assert "id = " in conditions(scans_of(plan, "subscriptions"))
-    for status in (None, "failed"):
-        plan = await plan_of(db, delivery_store._LIST, "sub_00000007", status, None, None, 51)
+    for status, tenant in ((None, None), ("failed", None), (None, "tenant-7")):
+        plan = await plan_of(
+            db, delivery_store._LIST, "sub_00000007", status, None, None, 51, tenant
+        )
         assert "subscription_id = " in conditions(scans_of(plan, "deliveries"))
         assert "id = " in conditions(scans_of(plan, "events"))
 

@@ -24,7 +24,8 @@ _FROM = "FROM deliveries d JOIN events e ON e.id = d.event_id"
 # its one partition at run time. OFFSET 0 keeps the planner from turning that into a hash
 # join over every event.
 _BY_ID_FROM = (
-    "FROM deliveries d JOIN LATERAL (SELECT e.id, e.type, e.data, e.created_at FROM events e"
+    "FROM deliveries d JOIN LATERAL (SELECT e.id, e.type, e.data, e.created_at, e.tenant_id"
+    " FROM events e"
     " WHERE e.id = d.event_id OFFSET 0) e ON true"
 )
 _GET = f"SELECT {COLUMNS} {_BY_ID_FROM} WHERE d.id = $1"
