@@ -140,6 +140,11 @@ def parse_counters(metrics_text: str) -> dict[str, float]:
     return counters
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports this process gave out: never given twice, since the first taker may not have bound
+it yet, or may still hold it (a service of an earlier test that is still stopping)."""
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 now, taken below the kernel's ephemeral range: a port the
     kernel handed out (bind to 0) is soon handed out again for some outgoing connection,
@@ -147,6 +152,9 @@ def free_port() -> int:
     low, _ = ephemeral_port_range()
     for _ in range(200):
         port = random.randrange(max(1024, low - 12000), low)
+        if port in _HANDED_OUT:
+            continue
+        _HANDED_OUT.add(port)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
