@@ -18,7 +18,7 @@ from services.ingest.app import run
 from shared.runtime import serve
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.support import AMQP_URL, API_TOKEN
+from tests.support import AMQP_URL, API_TOKEN, wait_ready
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -80,24 +80,6 @@ class Ingest:
         return await self.channel.get_queue(self.topology.rejected_queue.name)
 
 
-async def _wait_ready(
-    http: aiohttp.ClientSession, settings: Settings, task: asyncio.Task[int]
-) -> None:
-    url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if task.done():
-            raise RuntimeError(f"ingest stopped during start: {task.result()}")
-        try:
-            async with http.get(url) as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError("ingest did not become ready")
-
-
 @asynccontextmanager
 async def running_ingest(settings: Settings) -> AsyncIterator[Ingest]:
     """Ingest running until the block ends; then stopped and checked to have exited cleanly."""
@@ -105,7 +87,7 @@ async def running_ingest(settings: Settings) -> AsyncIterator[Ingest]:
     task = asyncio.create_task(serve(settings, "ingest", [("ingest", run)], stop=stop))
     topology = Topology(settings.namespace, settings.retry_delays)
     async with aiohttp.ClientSession() as http:
-        await _wait_ready(http, settings, task)
+        await wait_ready(settings, task)
         connection = await aio_pika.connect(AMQP_URL)
         try:
             channel = await connection.channel()

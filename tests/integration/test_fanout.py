@@ -30,7 +30,7 @@ from shared.runtime import serve
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.integration.fanout_support import eventually, insert_subscription
-from tests.support import ADMIN_DATABASE_URL, AMQP_URL
+from tests.support import ADMIN_DATABASE_URL, AMQP_URL, wait_ready
 
 WAIT_S = 10.0
 
@@ -118,22 +118,6 @@ class Fanout:
         return count
 
 
-async def _wait_ready(settings: Settings, task: asyncio.Task[int]) -> None:
-    url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
-    async with aiohttp.ClientSession() as session, asyncio.timeout(WAIT_S):
-        while True:
-            if task.done():
-                task.result()
-                pytest.fail("fanout stopped before it was ready")
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def connection() -> AsyncIterator[AbstractRobustConnection]:
     value = await aio_pika.connect_robust(AMQP_URL)
@@ -146,7 +130,7 @@ async def _start(settings: Settings, connection: AbstractRobustConnection) -> As
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, "fanout", [("fanout", run)], stop=stop))
     try:
-        await _wait_ready(settings, task)
+        await wait_ready(settings, task)
         channel = await connection.channel()
         yield Fanout(settings, Topology(settings.namespace, settings.retry_delays), db, channel)
     finally:
