@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 Receipt = tuple[int, int, str, float, float]
@@ -75,19 +75,30 @@ def analyse_pairs(receipts: Iterable[Receipt], sub_of_seq: Sequence[int]) -> Del
 def _analyse(
     receipts: Iterable[Receipt], wanted: Callable[[int, int], bool], expected: int
 ) -> DeliveryStats:
-    first_seen: dict[tuple[int, int], float] = {}
+    return _tally(
+        (
+            ((sub, seq) if wanted(sub, seq) else None, sent_at, received_at)
+            for sub, seq, _webhook_id, sent_at, received_at in receipts
+        ),
+        expected,
+    )
+
+
+def _tally(matched: Iterable[tuple[Hashable | None, float, float]], expected: int) -> DeliveryStats:
+    """Stats of (key, since, received_at) receipts: a None key is unexpected, a key seen
+    again a duplicate; latency is `since` to the first receipt of each key."""
+    first_seen: dict[Hashable, float] = {}
     latencies_ms: list[float] = []
     received = unexpected = 0
-    for sub, seq, _webhook_id, sent_at, received_at in receipts:
-        if not wanted(sub, seq):
+    for key, since, received_at in matched:
+        if key is None:
             unexpected += 1
             continue
         received += 1
-        key = (sub, seq)
         if key in first_seen:
             continue
         first_seen[key] = received_at
-        latencies_ms.append((received_at - sent_at) * 1000)
+        latencies_ms.append((received_at - since) * 1000)
     latencies_ms.sort()
     times = first_seen.values()
     first_at = min(times, default=None)
@@ -122,34 +133,14 @@ def analyse_ids(receipts: Iterable[Receipt], accepted_at: dict[str, float]) -> D
     `accepted_at` maps each stored event's id to when it was stored (Unix seconds); latency
     is stored to first receipt. One subscription: a receipt of an unknown id is unexpected.
     """
-    first_seen: dict[str, float] = {}
-    latencies_ms: list[float] = []
-    received = unexpected = 0
-    for _sub, _seq, webhook_id, _sent_at, received_at in receipts:
-        stored_at = accepted_at.get(webhook_id)
-        if stored_at is None:
-            unexpected += 1
-            continue
-        received += 1
-        if webhook_id in first_seen:
-            continue
-        first_seen[webhook_id] = received_at
-        latencies_ms.append((received_at - stored_at) * 1000)
-    latencies_ms.sort()
-    times = first_seen.values()
-    first_at = min(times, default=None)
-    last_at = max(times, default=None)
-    return DeliveryStats(
-        expected=len(accepted_at),
-        received=received,
-        lost=len(accepted_at) - len(first_seen),
-        duplicated=received - len(first_seen),
-        unexpected=unexpected,
-        first_at=first_at,
-        last_at=last_at,
-        deliveries_per_s=rate_per_s(len(first_seen), first_at, last_at),
-        p50_ms=percentile(latencies_ms, 50),
-        p95_ms=percentile(latencies_ms, 95),
-        p99_ms=percentile(latencies_ms, 99),
-        max_ms=latencies_ms[-1] if latencies_ms else None,
+    return _tally(
+        (
+            (
+                webhook_id if webhook_id in accepted_at else None,
+                accepted_at.get(webhook_id, 0.0),
+                received_at,
+            )
+            for _sub, _seq, webhook_id, _sent_at, received_at in receipts
+        ),
+        len(accepted_at),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -101,3 +102,28 @@ async def wait_ready(settings: Settings, task: asyncio.Task[int], timeout_s: flo
                 pass
             await asyncio.sleep(0.05)
     raise TimeoutError("the service did not become ready")
+
+
+async def rabbitmqctl(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {args}: {err.decode()}")
+    return out.decode()
+
+
+async def close_connections(names: set[str]) -> list[str]:
+    """Have the broker close every connection named one of `names` (ours only: names carry
+    the test's namespace); returns the names closed."""
+    listing = await rabbitmqctl("list_connections", "pid", "client_properties", "-q")
+    closed = []
+    for line in listing.splitlines():
+        match = re.search(r'\{"connection_name","([^"]+)"\}', line)
+        if match is None or match.group(1) not in names:
+            continue
+        pid = line.split("\t", 1)[0]
+        await rabbitmqctl("close_connection", pid, "closed by a Hookline test")
+        closed.append(match.group(1))
+    return closed

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +22,13 @@ from hookline_client.outbox.relay import CRASH_AFTER_CONFIRM_ENV
 from tests.e2e.harness import Stack
 from tests.e2e.helpers import create_subscription, new_tenant, verified_payload
 from tests.e2e.receiver import Received, Receiver
-from tests.support import ADMIN_DATABASE_URL, AMQP_URL, database_url, unique_name
+from tests.support import (
+    ADMIN_DATABASE_URL,
+    AMQP_URL,
+    close_connections,
+    database_url,
+    unique_name,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -48,26 +53,6 @@ async def stored_with_key(stack: Stack, key: str) -> int:
 async def subscribe(stack: Stack, receiver: Receiver, path: str, tenant: str) -> dict[str, Any]:
     async with stack.api() as api:
         return await create_subscription(api, receiver.url(path), ["*"], tenant_id=tenant)
-
-
-def close_connections_named(name: str) -> int:
-    """Close our own connection from the broker's side (`rabbitmqctl close_connection`)."""
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    pids = [line.split("\t")[0] for line in listing.splitlines() if f'"{name}"' in line]
-    for pid in pids:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "close_connection", pid, "test: broker outage"],
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-    return len(pids)
 
 
 async def test_notify_arrives_signed_once_and_a_repeated_id_once(
@@ -100,7 +85,7 @@ async def test_a_closed_connection_between_two_calls_loses_nothing(
     await subscribe(stack, receiver, "/outage", tenant)
     async with AsyncNotifier(AMQP_URL, stack.namespace, connection_name=name) as notifier:
         await notifier.notify("invoice.paid", {"marker": "before"}, tenant_id=tenant)
-        assert await asyncio.to_thread(close_connections_named, name) == 1
+        assert await close_connections({name}) == [name]
         await notifier.notify("invoice.paid", {"marker": "after"}, tenant_id=tenant)
     got = await receiver.wait_for(
         lambda got: bool(marked(got, "/outage", "before") and marked(got, "/outage", "after"))

@@ -7,13 +7,8 @@ import pytest
 from shared.amqp import connection_name
 from shared.settings import Settings
 from tests.e2e.receiver import Received
-from tests.integration.pipeline_support import (
-    CuttableProxy,
-    Pipeline,
-    close_connections,
-    running_pipeline,
-)
-from tests.support import make_settings
+from tests.integration.pipeline_support import CuttableProxy, Pipeline, running_pipeline
+from tests.support import close_connections, make_settings
 
 CASES = {
     "ingest-consumer": ["ingest-consume"],
