@@ -28,6 +28,7 @@ import asyncpg
 
 from shared import __version__
 from shared.backlog import BACKLOG, queue_kinds, sample_database, sample_queues
+from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import BUILD_INFO
 from shared.ops import Readiness
@@ -41,10 +42,15 @@ SAMPLER_LOCK_KEY = 7214015
 
 Component = Callable[[Settings, asyncio.Event, Readiness], Coroutine[Any, Any, None]]
 
-_EXPECTED = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What Postgres failing raises, from the one list of the project: a backend terminated under
+# the sampler's session can also surface as asyncpg's InternalClientError.
+_EXPECTED = DATABASE_ERRORS
 # A channel or connection the broker closed under us raises ChannelInvalidStateError, a
 # RuntimeError rather than an AMQPError.
-_EXPECTED_AMQP = (aio_pika.exceptions.AMQPError, aio_pika.exceptions.ChannelInvalidStateError)
+_EXPECTED_AMQP: tuple[type[BaseException], ...] = (
+    aio_pika.exceptions.AMQPError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+)
 
 
 def sampler(service: str) -> tuple[str, Component]:
