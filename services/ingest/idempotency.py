@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ingest.store.events import StoredEvent
 from shared.errors import IdempotencyConflict
 from shared.models import EventIn
+from shared.stores.events import StoredEvent
 
 
 def lock_key(event: EventIn) -> str | None:

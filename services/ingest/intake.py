@@ -20,8 +20,6 @@ import asyncpg
 
 from services.ingest.idempotency import check_same, lock_key
 from services.ingest.publisher import Publisher
-from services.ingest.store import events as event_store
-from services.ingest.store.events import NewEvent, StoredEvent
 from shared.batching import BatchWriter, WriterClosed
 from shared.errors import (
     DATABASE_ERRORS,
@@ -33,6 +31,8 @@ from shared.ids import new_id
 from shared.logging import get_logger
 from shared.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
 from shared.models import EventIn, EventMessage, webhook_body
+from shared.stores import events as event_store
+from shared.stores.events import NewEvent, StoredEvent
 
 log = get_logger("ingest")
 

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from services.ingest.store import Connection, connection, transaction
 from shared.errors import DATABASE_ERRORS, StorageUnavailable
 from shared.logging import get_logger
 from shared.metrics import (
@@ -33,6 +32,7 @@ from shared.metrics import (
     TABLE_ROWS,
     TABLE_SIZE,
 )
+from shared.stores import Connection, connection, transaction
 
 log = get_logger("retention")
 

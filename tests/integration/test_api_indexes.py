@@ -17,9 +17,9 @@ import asyncpg
 import orjson
 import pytest
 
-from services.ingest.store import deliveries as delivery_store
-from services.ingest.store import subscriptions as subscription_store
 from shared import subscriptions as routing
+from shared.stores import deliveries as delivery_store
+from shared.stores import subscriptions as subscription_store
 from tests.support import (
     create_database_from_template,
     database_url,

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.ingest.store import deliveries as store
 from shared.db import create_pool
 from shared.settings import Settings
+from shared.stores import deliveries as store
 from tests.integration.test_sender_harness import database, insert_delivery, insert_subscription
 
 

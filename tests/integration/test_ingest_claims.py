@@ -8,12 +8,12 @@ import asyncpg
 import pytest
 
 from services.ingest.intake import CLAIM_STALE_S
-from services.ingest.store import events as event_store
-from services.ingest.store.events import NewEvent
 from shared.db import create_pool
 from shared.ids import new_id
 from shared.models import EventIn
 from shared.settings import Settings
+from shared.stores import events as event_store
+from shared.stores.events import NewEvent
 
 
 @pytest.fixture

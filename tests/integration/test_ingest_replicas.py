@@ -15,14 +15,14 @@ import pytest
 from services.ingest.app import ingest_topology
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
-from services.ingest.store import events as event_store
-from services.ingest.store.events import NewEvent, StoredEvent
 from shared.amqp import declare
 from shared.db import create_pool
 from shared.errors import BrokerUnavailable
 from shared.ids import new_id
 from shared.models import EventIn
 from shared.settings import Settings
+from shared.stores import events as event_store
+from shared.stores.events import NewEvent, StoredEvent
 from shared.topology import Topology
 from tests.support import AMQP_URL
 

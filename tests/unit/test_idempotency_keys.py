@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from services.ingest.idempotency import check_same, lock_key, same_json
-from services.ingest.store.events import StoredEvent
 from shared.errors import IdempotencyConflict
 from shared.ids import id_at, new_id
 from shared.models import EventIn
 from shared.settings import Settings
+from shared.stores.events import StoredEvent
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from services.ingest.api.problems import Handler, Problem
-from services.ingest.store import portal_sessions
+from shared.stores import portal_sessions
 
 PROTECTED_PREFIX = "/v1/"
 PORTAL_TOKEN_PREFIX = "hlp_"

@@ -19,11 +19,11 @@ from services.ingest.api.problems import invalid
 from services.ingest.api.routing import Call, Route, json_response
 from services.ingest.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
 from services.ingest.api.scope import check_delivery, visible_subscription
-from services.ingest.store import deliveries as store
-from services.ingest.store.deliveries import Resend
 from shared.errors import NotFound
 from shared.logging import get_logger
 from shared.models import DeliveryMessage, webhook_body
+from shared.stores import deliveries as store
+from shared.stores.deliveries import Resend
 
 log = get_logger("api")
 

@@ -12,8 +12,8 @@ from services.ingest.api.problems import invalid
 from services.ingest.api.routing import Call, Route, json_response
 from services.ingest.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
 from services.ingest.api.scope import named_tenant
-from services.ingest.store import event_list as store
 from shared.models import EVENT_TYPE_PATTERN
+from shared.stores import event_list as store
 
 
 class DeliveryCounts(BaseModel):

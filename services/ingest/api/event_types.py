@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.ingest.api.routing import Call, Route, json_response
 from services.ingest.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
-from services.ingest.store import event_types as store
 from shared.errors import NotFound
 from shared.event_types import EventType as CatalogueEntry
 from shared.event_types import compile_schema, schema_error
 from shared.logging import get_logger
 from shared.models import EVENT_TYPE_PATTERN, nul_path
+from shared.stores import event_types as store
 
 log = get_logger("api")
 

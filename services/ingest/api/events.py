@@ -11,9 +11,6 @@ from pydantic import BaseModel, Field, ValidationError
 from services.ingest.api.problems import Problem
 from services.ingest.api.routing import Call, Route, json_response
 from services.ingest.api.scope import can_see
-from services.ingest.store import events as store
-from services.ingest.store.events import StoredEvent
-from services.ingest.store.tenancy import subscription_tenants
 from services.ingest.validation import (
     REASON_NOT_JSON,
     REASON_TOO_LARGE,
@@ -24,6 +21,9 @@ from shared.errors import IdempotencyConflict, InvalidEvent, NotFound
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED
 from shared.models import EventIn
+from shared.stores import events as store
+from shared.stores.events import StoredEvent
+from shared.stores.tenancy import subscription_tenants
 
 TAG = "events"
 

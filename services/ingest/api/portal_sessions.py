@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.ingest.api.auth import new_portal_token, token_hash
 from services.ingest.api.routing import Call, Route, json_response
-from services.ingest.store import portal_sessions as store
 from shared.durations import parse_duration_s
 from shared.errors import NotFound
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.models import TENANT_ID_PATTERN
+from shared.stores import portal_sessions as store
 
 log = get_logger("api")
 

@@ -11,9 +11,9 @@ import asyncpg
 
 from services.ingest.api.problems import Problem
 from services.ingest.api.routing import Call
-from services.ingest.store import subscriptions as subscription_store
-from services.ingest.store.tenancy import delivery_tenant
 from shared.errors import NotFound
+from shared.stores import subscriptions as subscription_store
+from shared.stores.tenancy import delivery_tenant
 
 
 def can_see(call: Call, tenant_id: str | None) -> bool:

@@ -25,13 +25,13 @@ from services.ingest.api.subscription_models import (
     SubscriptionQuery,
     SubscriptionWithSecret,
 )
-from services.ingest.store import subscriptions as store
 from shared.errors import NotFound, TargetRefused
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.matching import candidate_keys, is_valid_pattern
 from shared.models import EVENT_TYPE_RE
 from shared.signing import generate_secret
+from shared.stores import subscriptions as store
 from shared.targets import check_target
 
 log = get_logger("api")

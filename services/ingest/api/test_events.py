@@ -11,11 +11,11 @@ from aiohttp import web
 
 from services.ingest.api.deliveries import Delivery, publish_all
 from services.ingest.api.routing import Call, Route, json_response
-from services.ingest.store import deliveries as delivery_store
-from services.ingest.store import test_events as store
 from shared.errors import NotFound
 from shared.ids import delivery_id, new_id
 from shared.logging import get_logger
+from shared.stores import deliveries as delivery_store
+from shared.stores import test_events as store
 
 log = get_logger("api")
 

@@ -1,4 +1,4 @@
-"""Ingest's repositories: the SQL of events, subscriptions, deliveries and event types.
+"""Repositories: the SQL of each table, one module per table, shared by every service.
 
 Every query goes through `connection()` or `transaction()`, the one place where a database
 that cannot be reached becomes `StorageUnavailable` (the API's 503, the consumer's requeue).

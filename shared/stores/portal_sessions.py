@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.ingest.store import connection
+from shared.stores import connection
 
 _INSERT = """
 INSERT INTO portal_sessions (id, token_hash, tenant_id, created_by, expires_at)

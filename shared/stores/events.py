@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.ingest.store import connection
 from shared.models import EventIn
+from shared.stores import connection
 
 _COLUMNS = "id, type, data, tenant_id, idempotency_key, source, created_at, dispatched_at"
 

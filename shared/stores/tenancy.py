@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.ingest.store import connection
+from shared.stores import connection
 
 DELIVERY_IN_SCOPE = "(${n}::text IS NULL OR (s.tenant_id = ${n} AND e.tenant_id = ${n}))"
 

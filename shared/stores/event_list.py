@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.ingest.store import connection
+from shared.stores import connection
 
 _LIST = """
 SELECT id, type, data, tenant_id, idempotency_key, source, created_at, dispatched_at

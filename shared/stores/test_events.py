@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest.store import transaction
-from services.ingest.store.deliveries import Resend, lock_subscription
+from shared.stores import transaction
+from shared.stores.deliveries import Resend, lock_subscription
 
 TEST_EVENT_TYPE = "hookline.test"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest.store import connection
 from shared.errors import Conflict
+from shared.stores import connection
 
 COLUMNS = "name, description, schema, created_at, updated_at"
 

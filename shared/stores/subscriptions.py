@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest.store import connection, transaction
+from shared.stores import connection, transaction
 
 COLUMNS = (
     "id, url, event_types, status, disabled_reason, description, tenant_id, secret,"

@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest.store import Connection, connection, transaction
-from services.ingest.store.tenancy import DELIVERY_IN_SCOPE
 from shared.errors import Conflict, NotFound
+from shared.stores import Connection, connection, transaction
+from shared.stores.tenancy import DELIVERY_IN_SCOPE
 
 COLUMNS = (
     "d.id, d.event_id, d.subscription_id, e.type AS event_type, d.status, d.attempts,"
