@@ -20,7 +20,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared.metrics import REGISTRY
+from shared.sql import queries
 from shared.topology import Topology
+
+_OPS_SQL = queries("ops")
 
 WORK, RETRY, DEAD, REJECTED = "work", "retry", "dead", "rejected"
 
@@ -81,25 +84,13 @@ async def sample_queues(
     return samples, channel
 
 
-_DATABASE_SAMPLE = """
-SELECT
-  coalesce((SELECT extract(epoch FROM now() - created_at)::float8
-     FROM deliveries WHERE status = 'pending' AND attempts = 0
-     ORDER BY created_at LIMIT 1), 0) AS oldest_pending_s,
-  (SELECT count(*) FROM subscriptions
-     WHERE failing_since IS NOT NULL AND status = 'enabled' AND deleted_at IS NULL) AS failing,
-  (SELECT count(*) FROM subscriptions
-     WHERE parked_until > now() AND status = 'enabled' AND deleted_at IS NULL) AS parked
-"""
-
-
 async def sample_database(conn: asyncpg.Connection) -> DatabaseSample:
     """One query, served by partial indexes (migration 0040): cheap at any table size.
 
     The oldest pending delivery is read as the first entry of its index (ORDER BY ... LIMIT
     1), not as min() over every pending row, which a large backlog would make slow.
     """
-    row = await conn.fetchrow(_DATABASE_SAMPLE)
+    row = await conn.fetchrow(_OPS_SQL["database_sample"])
     assert row is not None
     return DatabaseSample(max(0.0, row["oldest_pending_s"]), row["failing"], row["parked"])
 

@@ -28,12 +28,13 @@ from shared.errors import StorageUnavailable
 from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_CACHED
 from shared.route_table import DEFAULT_MAX_SIZE, RouteTable
+from shared.sql import queries
 from shared.subscription_listener import SubscriptionListener
 from shared.subscriptions import Route, RouteKey, load_routes
 
-log = get_logger("subscription_cache")
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
-_TENANTS_OF = "SELECT DISTINCT tenant_id FROM subscriptions WHERE id = ANY($1::text[])"
+log = get_logger("subscription_cache")
 
 
 class RoutingCache:
@@ -229,7 +230,7 @@ class RoutingCache:
 
 
 async def _tenants_of(conn: asyncpg.Connection, *, ids: list[str]) -> list[asyncpg.Record]:
-    return await conn.fetch(_TENANTS_OF, ids)
+    return await conn.fetch(_SUBSCRIPTIONS_SQL["tenants_of"], ids)
 
 
 async def _probe(conn: asyncpg.Connection) -> None:

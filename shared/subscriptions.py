@@ -18,6 +18,9 @@ from shared.errors import ConfigurationError
 from shared.matching import candidate_keys
 from shared.secretbox import ENCRYPTED_PREFIX, SecretBox
 from shared.signing import secret_bytes
+from shared.sql import queries
+
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 _COLUMNS = (
     "id, url, event_types, status, tenant_id, secret, previous_secret,"
@@ -128,26 +131,6 @@ class Route:
     """While in the future, fanout parks new deliveries in a retry queue (a stuck target)."""
 
 
-# One statement for every key of a batch: each (key, candidate pattern) pair finds the live
-# enabled subscriptions of that tenant listing that pattern. With a tenant, the index on
-# (tenant_id, id) narrows to the tenant's few rows; without, the GIN index on event_types of
-# the untenanted rows answers `@>`. UNION: a subscription listing `invoice.*` and
-# `invoice.paid` is one route.
-_ROUTES = """
-SELECT k.i, s.id, s.parked_until
-FROM unnest($1::int[], $2::text[], $3::text[]) AS k(i, tenant, pattern)
-JOIN subscriptions AS s ON s.tenant_id = k.tenant
-WHERE k.tenant IS NOT NULL AND s.event_types @> ARRAY[k.pattern]
-  AND s.status = 'enabled' AND s.deleted_at IS NULL
-UNION
-SELECT k.i, s.id, s.parked_until
-FROM unnest($1::int[], $2::text[], $3::text[]) AS k(i, tenant, pattern)
-JOIN subscriptions AS s ON s.event_types @> ARRAY[k.pattern]
-WHERE k.tenant IS NULL AND s.tenant_id IS NULL
-  AND s.status = 'enabled' AND s.deleted_at IS NULL
-"""
-
-
 async def load_routes(
     conn: asyncpg.Connection, keys: Sequence[RouteKey]
 ) -> dict[RouteKey, tuple[Route, ...]]:
@@ -161,6 +144,6 @@ async def load_routes(
             tenants.append(tenant)
             patterns.append(pattern)
     found: list[list[Route]] = [[] for _ in keys]
-    for row in await conn.fetch(_ROUTES, indexes, tenants, patterns):
+    for row in await conn.fetch(_SUBSCRIPTIONS_SQL["routes"], indexes, tenants, patterns):
         found[row["i"]].append(Route(sys.intern(row["id"]), row["parked_until"]))
     return {key: tuple(routes) for key, routes in zip(keys, found, strict=True)}

@@ -16,11 +16,11 @@ from shared.errors import ConfigurationError
 from shared.logging import configure_logging, get_logger
 from shared.secretbox import SecretBox, new_key
 from shared.settings import Settings, load_settings
+from shared.sql import queries
+
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 log = get_logger("secrets")
-
-_SELECT = "SELECT id, secret, previous_secret FROM subscriptions ORDER BY id FOR UPDATE"
-_UPDATE = "UPDATE subscriptions SET secret = $2, previous_secret = $3 WHERE id = $1"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +41,7 @@ async def reencrypt(conn: asyncpg.Connection, box: SecretBox) -> int:
     that no key opens raises `ConfigurationError` and leaves the table unchanged.
     """
     async with conn.transaction():
-        rows = await conn.fetch(_SELECT)
+        rows = await conn.fetch(_SUBSCRIPTIONS_SQL["secrets_for_update"])
         updates = [
             (
                 row["id"],
@@ -51,7 +51,7 @@ async def reencrypt(conn: asyncpg.Connection, box: SecretBox) -> int:
             for row in rows
         ]
         if updates:
-            await conn.executemany(_UPDATE, updates)
+            await conn.executemany(_SUBSCRIPTIONS_SQL["set_secrets"], updates)
     return len(updates)
 
 

@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncpg
 
 from shared.errors import DATABASE_ERRORS, StorageUnavailable
+from shared.sql import queries
+
+_DELIVERIES_SQL = queries("deliveries")
 
 DeliveryRow = tuple[str, str, str]
 """(delivery id, event id, subscription id)."""
-
-# The id is derived from (event, subscription), so a redelivered event finds its rows there
-# already and adds none.
-_INSERT = """
-INSERT INTO deliveries (id, event_id, subscription_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-ON CONFLICT DO NOTHING
-"""
 
 
 async def insert_deliveries(pool: asyncpg.Pool, rows: list[DeliveryRow]) -> None:
@@ -26,7 +21,9 @@ async def insert_deliveries(pool: asyncpg.Pool, rows: list[DeliveryRow]) -> None
     """
     ids, event_ids, subscription_ids = zip(*rows, strict=True)
     try:
-        await pool.execute(_INSERT, list(ids), list(event_ids), list(subscription_ids))
+        await pool.execute(
+            _DELIVERIES_SQL["insert_pending"], list(ids), list(event_ids), list(subscription_ids)
+        )
     except asyncpg.IntegrityConstraintViolationError:
         raise
     except DATABASE_ERRORS as exc:

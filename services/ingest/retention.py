@@ -32,7 +32,11 @@ from shared.metrics import (
     TABLE_ROWS,
     TABLE_SIZE,
 )
+from shared.sql import queries
 from shared.stores import Connection, connection, transaction
+
+_IDEMPOTENCY_KEYS_SQL = queries("idempotency_keys")
+_PARTITIONS_SQL = queries("partitions")
 
 log = get_logger("retention")
 
@@ -48,41 +52,12 @@ a table never queues every other query behind a waiting DROP or CREATE."""
 _PASS_ERRORS: tuple[type[BaseException], ...] = (StorageUnavailable, *DATABASE_ERRORS)
 PARTITIONED = ("events", "deliveries", "delivery_attempts")
 
-_ENSURE = """
-SELECT hookline_ensure_partitions((now() AT TIME ZONE 'UTC')::date - 1,
-                                  (now() AT TIME ZONE 'UTC')::date + $1::int)
-"""
-_PARTITIONS = """
-SELECT parent.relname AS parent, child.relname AS name,
-       pg_total_relation_size(child.oid) AS bytes, greatest(child.reltuples, 0) AS rows
-FROM pg_inherits i
-JOIN pg_class parent ON parent.oid = i.inhparent
-JOIN pg_class child ON child.oid = i.inhrelid
-WHERE i.inhparent = ANY($1::regclass[])
-"""
-_LEGACY_UNTIL = "SELECT legacy_until FROM partitioning_cutover"
-_ROWS = (
-    "SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint END"
-    " FROM pg_class WHERE oid = $1::regclass"
-)
-_PURGE_KEYS = """
-DELETE FROM idempotency_keys k
-USING (SELECT scope, key FROM idempotency_keys
-       WHERE accepted_at < now() - $1::float8 * interval '1 second'
-       ORDER BY accepted_at LIMIT $2) old
-WHERE k.scope = old.scope AND k.key = old.key
-  AND k.accepted_at < now() - $1::float8 * interval '1 second'
-"""
 _OLDEST = {
     "events": "SELECT min(created_at) FROM events",
     "deliveries": "SELECT created_at FROM deliveries ORDER BY event_id LIMIT 1",
     "delivery_attempts": "SELECT attempted_at FROM delivery_attempts ORDER BY id LIMIT 1",
     "idempotency_keys": "SELECT min(accepted_at) FROM idempotency_keys",
 }
-_KEYS_SIZE = """
-SELECT pg_total_relation_size('idempotency_keys'::regclass) AS bytes,
-       greatest(reltuples, 0) AS rows FROM pg_class WHERE oid = 'idempotency_keys'::regclass
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +118,14 @@ class Retention:
         async with transaction(self._pool) as conn:
             if not await _take_lock(conn):
                 return 0
-            made: int = await conn.fetchval(_ENSURE, DAYS_AHEAD)
+            made: int = await conn.fetchval(_PARTITIONS_SQL["ensure"], DAYS_AHEAD)
             return made
 
     async def _periods(self) -> list[Period]:
         """The periods any table still has partitions of, oldest first."""
         async with connection(self._pool) as conn:
-            rows = await conn.fetch(_PARTITIONS, list(PARTITIONED))
-            legacy_until = await conn.fetchval(_LEGACY_UNTIL)
+            rows = await conn.fetch(_PARTITIONS_SQL["list"], list(PARTITIONED))
+            legacy_until = await conn.fetchval(_PARTITIONS_SQL["legacy_until"])
         periods: dict[str, Period] = {}
         for row in rows:
             suffix = row["name"].removeprefix(row["parent"])
@@ -182,7 +157,9 @@ class Retention:
         purged = 0
         for _ in range(KEY_PURGE_BATCHES_PER_PASS):
             async with connection(self._pool) as conn:
-                status = await conn.execute(_PURGE_KEYS, self._window_s, KEY_PURGE_BATCH)
+                status = await conn.execute(
+                    _IDEMPOTENCY_KEYS_SQL["purge_expired"], self._window_s, KEY_PURGE_BATCH
+                )
             count = int(status.split()[-1])
             purged += count
             if count < KEY_PURGE_BATCH:
@@ -194,8 +171,8 @@ class Retention:
     async def measure(self) -> None:
         """Publish rows, bytes, partitions and oldest row of each table."""
         async with connection(self._pool) as conn:
-            rows = await conn.fetch(_PARTITIONS, list(PARTITIONED))
-            keys = await conn.fetchrow(_KEYS_SIZE)
+            rows = await conn.fetch(_PARTITIONS_SQL["list"], list(PARTITIONED))
+            keys = await conn.fetchrow(_IDEMPOTENCY_KEYS_SQL["size"])
             assert keys is not None
             oldest = {table: await conn.fetchval(sql) for table, sql in _OLDEST.items()}
         for table in PARTITIONED:
@@ -270,7 +247,7 @@ async def _still_needed(conn: Connection, present: dict[str, str]) -> tuple[bool
 
 
 async def _drop(conn: Connection, table: str, partition: str) -> None:
-    rows = await conn.fetchval(_ROWS, partition)
+    rows = await conn.fetchval(_PARTITIONS_SQL["estimated_rows"], partition)
     if rows is None:  # never analyzed: small enough to count
         rows = await conn.fetchval(f"SELECT count(*) FROM {partition}")
     await conn.execute(f"DROP TABLE {partition}")

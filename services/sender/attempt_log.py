@@ -26,7 +26,11 @@ from asyncpg.pool import PoolConnectionProxy
 from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import DB_BATCH_SIZE
+from shared.sql import queries
 from shared.supervision import spawn
+
+_DELIVERIES_SQL = queries("deliveries")
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 log = get_logger("attempt_log")
 
@@ -78,20 +82,6 @@ FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[],
          event_id)
 WHERE d.id = u.id AND d.event_id = u.event_id
 RETURNING d.id
-"""
-# deliveries is partitioned by event id (migration 0007): with it each row's update reads
-# one partition instead of probing all. A change made without it looks it up first.
-_EVENT_IDS = "SELECT id, event_id FROM deliveries WHERE id = ANY($1::text[])"
-
-_CLEAR_FAILING = """
-UPDATE subscriptions SET failing_since = NULL
-WHERE id = ANY($1::text[]) AND failing_since IS NOT NULL
-"""
-
-_SET_FAILING = """
-UPDATE subscriptions AS s SET failing_since = u.since
-FROM unnest($1::text[], $2::timestamptz[], $3::bool[]) AS u(id, since, after_success)
-WHERE s.id = u.id AND (s.failing_since IS NULL OR u.after_success)
 """
 
 
@@ -245,10 +235,10 @@ async def write_batch(conn: Conn, changes: list[DeliveryChange]) -> None:
                 "delivery_attempts", records=records, columns=_ATTEMPT_COLUMNS
             )
         if cleared:
-            await conn.execute(_CLEAR_FAILING, cleared)
+            await conn.execute(_SUBSCRIPTIONS_SQL["clear_failing"], cleared)
         if started:
             await conn.execute(
-                _SET_FAILING,
+                _SUBSCRIPTIONS_SQL["set_failing"],
                 [s[0] for s in started],
                 [s[1] for s in started],
                 [s[2] for s in started],
@@ -263,7 +253,7 @@ async def _event_ids(conn: Conn, changes: list[DeliveryChange]) -> dict[str, str
     known = {c.delivery_id: c.event_id for c in changes if c.event_id is not None}
     missing = [c.delivery_id for c in changes if c.delivery_id not in known]
     if missing:
-        for row in await conn.fetch(_EVENT_IDS, missing):
+        for row in await conn.fetch(_DELIVERIES_SQL["event_ids"], missing):
             known[row["id"]] = row["event_id"]
     return known
 

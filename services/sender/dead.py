@@ -19,14 +19,12 @@ from shared.amqp import connect, declare, delivery_json_message, publish_confirm
 from shared.logging import get_logger
 from shared.models import H_ERROR, DeliveryMessage
 from shared.settings import Settings
+from shared.sql import queries
 from shared.topology import SEND_ROUTING_KEY, Topology, topology_of
 
-log = get_logger("dead")
+_DELIVERIES_SQL = queries("deliveries")
 
-_SET_PENDING = """
-UPDATE deliveries SET status = 'pending', next_attempt_at = now(), updated_at = now()
-WHERE id = $1
-"""
+log = get_logger("dead")
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,7 @@ async def redrive(settings: Settings, subscription_id: str | None = None) -> Red
                 kept.append(message)
                 continue
             fresh = replace(msg, attempt=1)
-            await conn.execute(_SET_PENDING, fresh.delivery_id)
+            await conn.execute(_DELIVERIES_SQL["pending_again"], fresh.delivery_id)
             # Mandatory: with the work queue gone this raises and the message stays dead.
             await publish_confirmed(exchange, delivery_json_message(fresh), SEND_ROUTING_KEY)
             await message.ack()

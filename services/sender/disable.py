@@ -26,33 +26,15 @@ from asyncpg.pool import PoolConnectionProxy
 from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_DISABLED
+from shared.sql import queries
+
+_DELIVERIES_SQL = queries("deliveries")
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 log = get_logger("disable")
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection of its own or one lent by the pool."""
-
-_DISABLE = """
-UPDATE subscriptions SET status = 'disabled', disabled_reason = $2, updated_at = now()
-WHERE id = ANY($1::text[]) AND status = 'enabled' AND deleted_at IS NULL
-RETURNING id
-"""
-
-_CANCEL_PENDING = """
-UPDATE deliveries SET status = 'cancelled', next_attempt_at = NULL, updated_at = now()
-WHERE subscription_id = ANY($1::text[]) AND status = 'pending' AND NOT (id = ANY($2::text[]))
-"""
-
-_FAILING_CANDIDATES = """
-SELECT s.id FROM subscriptions AS s
-WHERE s.status = 'enabled' AND s.deleted_at IS NULL
-  AND s.failing_since IS NOT NULL AND s.failing_since <= now() - $1::interval
-  AND EXISTS (
-      SELECT 1 FROM deliveries AS d JOIN delivery_attempts AS a ON a.delivery_id = d.id
-      WHERE d.subscription_id = s.id
-        AND a.attempted_at >= s.failing_since + $1::interval
-        AND a.outcome <> 'success')
-"""
 
 
 async def disable(
@@ -68,10 +50,12 @@ async def disable(
     `failed` by the attempt log). Returns the ids this call disabled.
     """
     async with conn.transaction():
-        rows = await conn.fetch(_DISABLE, subscription_ids, reason)
+        rows = await conn.fetch(_SUBSCRIPTIONS_SQL["disable"], subscription_ids, reason)
         disabled = [r["id"] for r in rows]
         if disabled:
-            await conn.execute(_CANCEL_PENDING, disabled, list(keep_delivery_ids))
+            await conn.execute(
+                _DELIVERIES_SQL["cancel_pending_of_disabled"], disabled, list(keep_delivery_ids)
+            )
     for sub_id in disabled:
         SUBSCRIPTIONS_DISABLED.labels(reason).inc()
         log.warning("subscription_disabled", subscription_id=sub_id, reason=reason)
@@ -81,7 +65,7 @@ async def disable(
 async def sweep_failing(conn: Conn, disable_after_s: float) -> list[str]:
     """Disable (`failing`) every subscription the rule above condemns; returns their ids."""
     window = timedelta(seconds=disable_after_s)
-    rows = await conn.fetch(_FAILING_CANDIDATES, window)
+    rows = await conn.fetch(_SUBSCRIPTIONS_SQL["failing_too_long"], window)
     if not rows:
         return []
     return await disable(conn, [r["id"] for r in rows], "failing")

@@ -37,27 +37,15 @@ from shared.logging import get_logger
 from shared.metrics import OVERDUE_REPUBLISHED
 from shared.models import DeliveryMessage, webhook_body
 from shared.settings import Settings
+from shared.sql import queries
 from shared.topology import Topology
+
+_DELIVERIES_SQL = queries("deliveries")
 
 log = get_logger("sender")
 
 BATCH_MAX = 500
 PASS_MAX_S = 300.0
-
-_OVERDUE = """
-SELECT d.id, d.subscription_id, d.attempts, d.updated_at,
-       e.id AS event_id, e.type, e.data, e.created_at
-FROM deliveries d JOIN events e ON e.id = d.event_id
-WHERE d.status = 'pending'
-  AND COALESCE(d.next_attempt_at, d.created_at) < now() - make_interval(secs => $1)
-ORDER BY COALESCE(d.next_attempt_at, d.created_at)
-LIMIT $2
-FOR UPDATE OF d SKIP LOCKED
-"""
-_MARK = """
-UPDATE deliveries SET next_attempt_at = now(), updated_at = now()
-WHERE id = ANY($1::text[]) AND status = 'pending'
-"""
 
 
 class OverdueSweep:
@@ -104,7 +92,7 @@ class OverdueSweep:
             self._previous = None
             return 0
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_OVERDUE, self._overdue_s, BATCH_MAX)
+            rows = await conn.fetch(_DELIVERIES_SQL["overdue"], self._overdue_s, BATCH_MAX)
             current = {row["id"]: row["updated_at"] for row in rows}
             previous, self._previous = self._previous, current
             if previous is None:
@@ -113,7 +101,7 @@ class OverdueSweep:
             for row in due:
                 await self._requeue.alone(self._message(row))
             if due:
-                await conn.execute(_MARK, [row["id"] for row in due])
+                await conn.execute(_DELIVERIES_SQL["handed_on"], [row["id"] for row in due])
         for row in due:
             self._previous.pop(row["id"], None)
             OVERDUE_REPUBLISHED.inc()

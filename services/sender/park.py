@@ -27,7 +27,10 @@ import asyncpg
 
 from shared.logging import get_logger
 from shared.retry import park_length
+from shared.sql import queries
 from shared.subscriptions import Subscription
+
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 log = get_logger("sender")
 
@@ -36,9 +39,6 @@ PARK_AFTER_TIMEOUTS = 0.5
 half a timeout, as in `TargetLimits`) before it is parked. A healthy target, however busy,
 frees a slot quickly and is never parked; a hanging one is parked about half a timeout after
 its slots filled, before fanout has published much more of its backlog."""
-
-_PARK = "UPDATE subscriptions SET parked_until = now() + make_interval(secs => $2) WHERE id = $1"
-_UNPARK = "UPDATE subscriptions SET parked_until = NULL WHERE id = $1 AND parked_until IS NOT NULL"
 
 
 class Parking:
@@ -65,13 +65,15 @@ class Parking:
         ):
             return
         park_s = park_length(stuck_s, self._timeout_s)
-        self._start(sub.id, _PARK, park_s, stuck_s=round(stuck_s, 1), park_s=park_s)
+        self._start(
+            sub.id, _SUBSCRIPTIONS_SQL["park"], park_s, stuck_s=round(stuck_s, 1), park_s=park_s
+        )
 
     def quick(self, sub: Subscription) -> None:
         """Clear the park of `sub` after a quick attempt: its target answers again."""
         if sub.parked_until is None:
             return
-        self._start(sub.id, _UNPARK)
+        self._start(sub.id, _SUBSCRIPTIONS_SQL["unpark"])
 
     async def close(self, grace_s: float = 1.0) -> None:
         """Wait up to `grace_s` for the UPDATEs in flight, then cancel the rest (only an
@@ -113,7 +115,7 @@ class Parking:
                 "subscription_park_failed", subscription_id=subscription_id, error=repr(exc)
             )
             return
-        if sql == _PARK:
+        if sql == _SUBSCRIPTIONS_SQL["park"]:
             log.warning("subscription_parked", subscription_id=subscription_id, **fields)
         else:
             log.info("subscription_unparked", subscription_id=subscription_id)

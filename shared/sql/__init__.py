@@ -3,7 +3,9 @@
 `shared/sql/deliveries.sql` holds every statement on `deliveries`, each after a
 `-- name: <name>` line (and, above it, comments saying why it reads as it does). A block
 written `-- fragment: <name>` is not a statement but a piece that others include as
-`{{name}}`: a column list, a scope rule. Files are read once, at import.
+`{{name}}`: a column list, a scope rule. `{{tenancy.delivery_in_scope scope=$2}}` includes
+a fragment of another file (`tenancy.sql`) with its `{scope}` written as `$2`, for a rule
+whose parameter number differs between statements. Files are read once, at import.
 
     from shared.sql import queries
     DELIVERIES = queries("deliveries")
@@ -21,7 +23,10 @@ from functools import cache
 from importlib import resources
 
 _HEADER = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
-_INCLUDE = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
+_INCLUDE = re.compile(
+    r"\{\{\s*(?:([a-z_][a-z0-9_]*)\.)?([a-z_][a-z0-9_]*)((?:\s+[a-z_]+=\$[0-9]+)*)\s*\}\}"
+)
+_ARGUMENT = re.compile(r"([a-z_]+)=(\$[0-9]+)")
 
 
 class Queries(Mapping[str, str]):
@@ -52,37 +57,47 @@ class Queries(Mapping[str, str]):
 
 def parse(file: str, text: str) -> Queries:
     """Split `text` into its named statements, with fragments included."""
-    blocks: dict[str, tuple[str, str]] = {}
-    headers = list(_HEADER.finditer(text))
-    for index, header in enumerate(headers):
-        end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
-        kind, name = header.group(1), header.group(2)
-        if name in blocks:
-            raise ValueError(f"shared/sql/{file}: {name!r} is defined twice")
-        blocks[name] = (kind, _strip(text[header.end() : end]))
-    fragments = {name: body for name, (kind, body) in blocks.items() if kind == "fragment"}
-    statements = {
-        name: _include(file, body, fragments)
-        for name, (kind, body) in blocks.items()
-        if kind == "name"
-    }
-    return Queries(file, statements)
+    statements, fragments = _blocks(file, text)
+    return Queries(
+        file, {name: _include(file, body, fragments) for name, body in statements.items()}
+    )
 
 
 @cache
 def queries(table: str) -> Queries:
     """The statements of `shared/sql/<table>.sql`, read once."""
-    file = f"{table}.sql"
-    text = resources.files(__package__).joinpath(file).read_text(encoding="utf-8")
-    return parse(file, text)
+    return parse(f"{table}.sql", _read(table))
+
+
+def _read(table: str) -> str:
+    return resources.files(__package__).joinpath(f"{table}.sql").read_text(encoding="utf-8")
+
+
+def _blocks(file: str, text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(statements, fragments) of one file, by name, as written."""
+    statements: dict[str, str] = {}
+    fragments: dict[str, str] = {}
+    headers = list(_HEADER.finditer(text))
+    for index, header in enumerate(headers):
+        end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
+        kind, name = header.group(1), header.group(2)
+        if name in statements or name in fragments:
+            raise ValueError(f"shared/sql/{file}: {name!r} is defined twice")
+        (fragments if kind == "fragment" else statements)[name] = _strip(text[header.end() : end])
+    return statements, fragments
 
 
 def _include(file: str, body: str, fragments: dict[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in fragments:
-            raise ValueError(f"shared/sql/{file}: unknown fragment {{{{{name}}}}}")
-        return _include(file, fragments[name], fragments)
+        other, name, arguments = match.group(1), match.group(2), match.group(3)
+        source = _blocks(f"{other}.sql", _read(other))[1] if other else fragments
+        if name not in source:
+            where = f"{other}.sql" if other else file
+            raise ValueError(f"shared/sql/{file}: unknown fragment {{{{{name}}}}} in {where}")
+        piece = source[name]
+        for key, value in _ARGUMENT.findall(arguments):
+            piece = piece.replace(f"{{{key}}}", value)
+        return _include(f"{other}.sql" if other else file, piece, source)
 
     return _INCLUDE.sub(replace, body)
 

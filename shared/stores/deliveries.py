@@ -9,8 +9,13 @@ from typing import Any
 import asyncpg
 
 from shared.errors import Conflict, NotFound
+from shared.sql import queries
 from shared.stores import Connection, connection, transaction
 from shared.stores.tenancy import DELIVERY_IN_SCOPE
+
+_DELIVERIES_SQL = queries("deliveries")
+_DELIVERY_ATTEMPTS_SQL = queries("delivery_attempts")
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 COLUMNS = (
     "d.id, d.event_id, d.subscription_id, e.type AS event_type, d.status, d.attempts,"
@@ -29,10 +34,6 @@ _BY_ID_FROM = (
     " WHERE e.id = d.event_id OFFSET 0) e ON true"
 )
 _GET = f"SELECT {COLUMNS} {_BY_ID_FROM} WHERE d.id = $1"
-_ATTEMPTS = (
-    "SELECT attempt, attempted_at, status_code, duration_ms, outcome, error_kind, error,"
-    " response_body FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id"
-)
 _LIST = f"""
 SELECT {COLUMNS} {_FROM}
 WHERE d.subscription_id = $1
@@ -48,33 +49,6 @@ SELECT d.id, d.status, d.subscription_id, s.deleted_at,
 JOIN subscriptions s ON s.id = d.subscription_id
 WHERE d.id = $1 AND {DELIVERY_IN_SCOPE.format(n=2)}
 FOR UPDATE OF d FOR SHARE OF s
-"""
-_SET_STATUS = "UPDATE deliveries SET status = $2, updated_at = now() WHERE id = ANY($1::text[])"
-# Only once the copy is confirmed: a sender handed a batch message again leaves out a
-# delivery with `next_attempt_at` set, trusting that a copy of it travels on its own.
-_HANDED_ON = """
-UPDATE deliveries SET next_attempt_at = now(), updated_at = now()
-WHERE id = ANY($1::text[]) AND status = 'pending'
-"""
-# Only rows still as `mark_*` left them: a sender may have settled one meanwhile. The
-# `= ANY` lets each partition's index find the rows, rather than a join reading them all.
-_RESTORE = """
-UPDATE deliveries d SET status = u.status, updated_at = now()
-FROM unnest($1::text[], $2::text[]) AS u(id, status)
-WHERE d.id = u.id AND d.id = ANY($1::text[]) AND d.status = 'pending'
-"""
-# Held (FOR SHARE) until the transaction ends: the subscription cannot move to another
-# tenant, or be deleted, between this check and the writes that follow it.
-_SUBSCRIPTION_IN_SCOPE = """
-SELECT tenant_id FROM subscriptions
-WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR tenant_id = $2) FOR SHARE
-"""
-_RECOVER = """
-UPDATE deliveries d SET status = 'pending', updated_at = now()
-FROM events e
-WHERE e.id = d.event_id AND d.subscription_id = $1 AND d.status = 'failed'
-  AND d.created_at >= $2 AND ($3::text IS NULL OR e.tenant_id = $3)
-RETURNING d.id, d.subscription_id, e.id AS event_id, e.type, e.data, e.created_at
 """
 
 
@@ -109,7 +83,7 @@ async def get(pool: asyncpg.Pool, delivery_id: str) -> tuple[asyncpg.Record, lis
         row = await conn.fetchrow(_GET, delivery_id)
         if row is None:
             return None
-        attempts = await conn.fetch(_ATTEMPTS, delivery_id)
+        attempts = await conn.fetch(_DELIVERY_ATTEMPTS_SQL["of_delivery"], delivery_id)
     return row, list(attempts)
 
 
@@ -146,7 +120,7 @@ async def mark_for_retry(
             raise NotFound(f"no delivery {delivery_id}")
         if row["deleted_at"] is not None:
             raise Conflict(f"the subscription of delivery {delivery_id} was deleted")
-        await conn.execute(_SET_STATUS, [delivery_id], "pending")
+        await conn.execute(_DELIVERIES_SQL["set_status"], [delivery_id], "pending")
     return Resend.from_row(row, row["status"])
 
 
@@ -156,7 +130,7 @@ async def lock_subscription(
     """The subscription (its `tenant_id`) if live and of `tenant_scope` (any when None),
     held so until the transaction of `conn` ends; else None."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        _SUBSCRIPTION_IN_SCOPE, subscription_id, tenant_scope
+        _SUBSCRIPTIONS_SQL["lock_in_scope"], subscription_id, tenant_scope
     )
     return row
 
@@ -170,7 +144,9 @@ async def mark_recovered(
         if await lock_subscription(conn, subscription_id, tenant_scope) is None:
             return None
         # The subscription's tenant is held by the lock; its event's is checked per row.
-        rows = await conn.fetch(_RECOVER, subscription_id, since, tenant_scope)
+        rows = await conn.fetch(
+            _DELIVERIES_SQL["recover_failed"], subscription_id, since, tenant_scope
+        )
     return [Resend.from_row(r, "failed") for r in rows]
 
 
@@ -179,12 +155,14 @@ async def restore(pool: asyncpg.Pool, resends: list[Resend]) -> None:
     settled meanwhile stay as the sender left them)."""
     async with transaction(pool) as conn:
         await conn.execute(
-            _RESTORE, [r.delivery_id for r in resends], [r.previous_status for r in resends]
+            _DELIVERIES_SQL["restore_status"],
+            [r.delivery_id for r in resends],
+            [r.previous_status for r in resends],
         )
 
 
 async def mark_handed_on(pool: asyncpg.Pool, resends: list[Resend]) -> None:
     """Record that a confirmed copy of each of these deliveries is on its way (see
-    `_HANDED_ON`)."""
+    `_DELIVERIES_SQL["handed_on"]`)."""
     async with transaction(pool) as conn:
-        await conn.execute(_HANDED_ON, [r.delivery_id for r in resends])
+        await conn.execute(_DELIVERIES_SQL["handed_on"], [r.delivery_id for r in resends])

@@ -6,23 +6,11 @@ from datetime import datetime
 
 import asyncpg
 
+from shared.sql import queries
 from shared.stores import connection
 
-_LIST = """
-SELECT id, type, data, tenant_id, idempotency_key, source, created_at, dispatched_at
-FROM events
-WHERE ($1::text IS NULL OR type = $1)
-  AND ($2::text IS NULL OR tenant_id = $2)
-  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-ORDER BY created_at DESC, id DESC LIMIT $5
-"""
-# With a tenant scope, only deliveries to that tenant's subscriptions (see store.tenancy).
-_COUNTS = """
-SELECT d.event_id, d.status, count(*) AS n
-FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-WHERE d.event_id = ANY($1::text[]) AND ($2::text IS NULL OR s.tenant_id = $2)
-GROUP BY d.event_id, d.status
-"""
+_DELIVERIES_SQL = queries("deliveries")
+_EVENTS_SQL = queries("events")
 
 
 async def list_page(
@@ -38,9 +26,15 @@ async def list_page(
     of its deliveries (to subscriptions of `tenant_scope`, unless None) are in each status."""
     created, last_id = before if before else (None, None)
     async with connection(pool) as conn:
-        rows = list(await conn.fetch(_LIST, event_type, tenant_id, created, last_id, limit))
+        rows = list(
+            await conn.fetch(
+                _EVENTS_SQL["list_page"], event_type, tenant_id, created, last_id, limit
+            )
+        )
         counts: dict[str, dict[str, int]] = {}
         if rows:
-            for r in await conn.fetch(_COUNTS, [row["id"] for row in rows], tenant_scope):
+            for r in await conn.fetch(
+                _DELIVERIES_SQL["counts_by_event"], [row["id"] for row in rows], tenant_scope
+            ):
                 counts.setdefault(r["event_id"], {})[r["status"]] = r["n"]
     return rows, counts

@@ -7,7 +7,10 @@ from typing import Any
 import asyncpg
 
 from shared.errors import Conflict
+from shared.sql import queries
 from shared.stores import connection
+
+_EVENT_TYPES_SQL = queries("event_types")
 
 COLUMNS = "name, description, schema, created_at, updated_at"
 
@@ -19,7 +22,6 @@ _GET = f"SELECT {COLUMNS} FROM event_types WHERE name = $1"
 _LIST = f"""
 SELECT {COLUMNS} FROM event_types WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2
 """
-_DELETE = "DELETE FROM event_types WHERE name = $1"
 _SETTABLE = frozenset({"description", "schema"})
 
 
@@ -61,4 +63,4 @@ async def update(pool: asyncpg.Pool, name: str, changes: dict[str, Any]) -> asyn
 
 async def delete(pool: asyncpg.Pool, name: str) -> bool:
     async with connection(pool) as conn:
-        return await conn.execute(_DELETE, name) != "DELETE 0"
+        return await conn.execute(_EVENT_TYPES_SQL["delete"], name) != "DELETE 0"

@@ -17,7 +17,11 @@ import asyncpg
 import orjson
 
 from shared.models import EventIn
+from shared.sql import queries
 from shared.stores import connection
+
+_DELIVERIES_SQL = queries("deliveries")
+_EVENTS_SQL = queries("events")
 
 _COLUMNS = "id, type, data, tenant_id, idempotency_key, source, created_at, dispatched_at"
 
@@ -60,9 +64,6 @@ JOIN idempotency_keys k USING (scope, key)
 JOIN LATERAL (SELECT * FROM events e WHERE e.id = k.event_id OFFSET 0) e ON true
 """
 _BY_ID = f"SELECT {_COLUMNS} FROM events WHERE id = $1"
-_MARK_DISPATCHED = (
-    "UPDATE events SET dispatched_at = now() WHERE id = ANY($1::text[]) AND dispatched_at IS NULL"
-)
 # The UPDATE re-checks its condition on the newest row version, so of two processes claiming
 # one event at once exactly one gets it. The SELECT reads the statement's snapshot: a row
 # dispatched meanwhile may still look undispatched (and unclaimed here), never the reverse.
@@ -78,18 +79,6 @@ SELECT c.dispatch_claimed_at AS claim, {", ".join("e." + c for c in _COLUMNS.spl
 FROM events e LEFT JOIN claimed c ON c.id = e.id
 WHERE e.id = ANY($1::text[])
 """
-# Only a claim still holding the timestamp its holder set: a claim taken over after it went
-# stale belongs to another process, and clearing it would let a third one publish too.
-_RELEASE = """
-UPDATE events e SET dispatch_claimed_at = NULL
-FROM unnest($1::text[], $2::timestamptz[]) AS c(id, claim)
-WHERE e.id = c.id AND e.dispatch_claimed_at = c.claim AND e.dispatched_at IS NULL
-"""
-_DISPATCH_STATE = "SELECT dispatched_at, dispatch_claimed_at FROM events WHERE id = $1"
-_DELIVERIES = (
-    "SELECT id, subscription_id, status, attempts FROM deliveries"
-    " WHERE event_id = $1 ORDER BY created_at, id"
-)
 
 
 DEFAULT_WINDOW_S = 86400.0
@@ -208,13 +197,13 @@ async def release_dispatch(pool: asyncpg.Pool, claims: dict[str, Claim]) -> None
     if not claims:
         return
     async with connection(pool) as conn:
-        await conn.execute(_RELEASE, list(claims), list(claims.values()))
+        await conn.execute(_EVENTS_SQL["release_claims"], list(claims), list(claims.values()))
 
 
 async def dispatch_state(pool: asyncpg.Pool, event_id: str) -> tuple[datetime | None, bool]:
     """(dispatched_at, whether a claim is held) of a stored event, in one query."""
     async with connection(pool) as conn:
-        row = await conn.fetchrow(_DISPATCH_STATE, event_id)
+        row = await conn.fetchrow(_EVENTS_SQL["dispatch_state"], event_id)
     if row is None:
         return None, False
     return row["dispatched_at"], row["dispatch_claimed_at"] is not None
@@ -223,7 +212,7 @@ async def dispatch_state(pool: asyncpg.Pool, event_id: str) -> tuple[datetime | 
 async def mark_dispatched(pool: asyncpg.Pool, event_ids: list[str]) -> None:
     """Record that these events were confirmed on `{ns}.events` (one query for all)."""
     async with connection(pool) as conn:
-        await conn.execute(_MARK_DISPATCHED, event_ids)
+        await conn.execute(_EVENTS_SQL["mark_dispatched"], event_ids)
 
 
 async def get(pool: asyncpg.Pool, event_id: str) -> tuple[StoredEvent, list[asyncpg.Record]] | None:
@@ -232,5 +221,5 @@ async def get(pool: asyncpg.Pool, event_id: str) -> tuple[StoredEvent, list[asyn
         row = await conn.fetchrow(_BY_ID, event_id)
         if row is None:
             return None
-        deliveries = await conn.fetch(_DELIVERIES, event_id)
+        deliveries = await conn.fetch(_DELIVERIES_SQL["of_event"], event_id)
     return StoredEvent.from_row(row), list(deliveries)

@@ -12,7 +12,10 @@ from typing import Any
 
 import asyncpg
 
+from shared.sql import queries
 from shared.stores import connection, transaction
+
+_DELIVERIES_SQL = queries("deliveries")
 
 COLUMNS = (
     "id, url, event_types, status, disabled_reason, description, tenant_id, secret,"
@@ -53,10 +56,6 @@ WHERE id = $1 AND {_LIVE} AND {_IN_SCOPE.format(n=3)} RETURNING {COLUMNS}
 _DELETE = (
     "UPDATE subscriptions SET deleted_at = now(), updated_at = now()"
     f" WHERE id = $1 AND {_LIVE} AND {_IN_SCOPE.format(n=2)}"
-)
-_CANCEL_PENDING = (
-    "UPDATE deliveries SET status = 'cancelled', updated_at = now()"
-    " WHERE subscription_id = $1 AND status = 'pending'"
 )
 
 _SETTABLE = frozenset({"url", "event_types", "description", "tenant_id"})
@@ -164,5 +163,7 @@ async def delete(
         deleted = await conn.execute(_DELETE, subscription_id, tenant_scope)
         if deleted == "UPDATE 0":
             return None
-        cancelled = await conn.execute(_CANCEL_PENDING, subscription_id)
+        cancelled = await conn.execute(
+            _DELIVERIES_SQL["cancel_pending_of_subscription"], subscription_id
+        )
     return int(cancelled.split()[-1])

@@ -12,31 +12,23 @@ from __future__ import annotations
 
 import asyncpg
 
+from shared.sql import queries
 from shared.stores import connection
 
-DELIVERY_IN_SCOPE = "(${n}::text IS NULL OR (s.tenant_id = ${n} AND e.tenant_id = ${n}))"
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
+_TENANCY_SQL = queries("tenancy")
 
-# Deleted subscriptions too: their deliveries stay readable by the tenant that owned them.
-# NULL for a delivery whose subscription and event are of different tenants (see above).
-_DELIVERY_TENANT = """
-SELECT CASE WHEN s.tenant_id IS NOT DISTINCT FROM e.tenant_id THEN s.tenant_id END AS tenant_id
-FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-JOIN events e ON e.id = d.event_id
-WHERE d.id = $1
-"""
+DELIVERY_IN_SCOPE = "(${n}::text IS NULL OR (s.tenant_id = ${n} AND e.tenant_id = ${n}))"
 
 
 async def delivery_tenant(pool: asyncpg.Pool, delivery_id: str) -> tuple[bool, str | None]:
     """(whether the delivery exists, its tenant: None when its subscription's and its
     event's differ)."""
     async with connection(pool) as conn:
-        row = await conn.fetchrow(_DELIVERY_TENANT, delivery_id)
+        row = await conn.fetchrow(_TENANCY_SQL["delivery_tenant"], delivery_id)
     if row is None:
         return False, None
     return True, row["tenant_id"]
-
-
-_SUBSCRIPTION_TENANTS = "SELECT id, tenant_id FROM subscriptions WHERE id = ANY($1::text[])"
 
 
 async def subscription_tenants(
@@ -44,5 +36,5 @@ async def subscription_tenants(
 ) -> dict[str, str | None]:
     """The tenant of each of these subscriptions (deleted ones too), by id."""
     async with connection(pool) as conn:
-        rows = await conn.fetch(_SUBSCRIPTION_TENANTS, subscription_ids)
+        rows = await conn.fetch(_SUBSCRIPTIONS_SQL["tenants"], subscription_ids)
     return {r["id"]: r["tenant_id"] for r in rows}

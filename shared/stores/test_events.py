@@ -10,16 +10,14 @@ from typing import Any
 
 import asyncpg
 
+from shared.sql import queries
 from shared.stores import transaction
 from shared.stores.deliveries import Resend, lock_subscription
 
-TEST_EVENT_TYPE = "hookline.test"
+_DELIVERIES_SQL = queries("deliveries")
+_EVENTS_SQL = queries("events")
 
-_EVENT = """
-INSERT INTO events (id, type, data, tenant_id, source, dispatched_at)
-VALUES ($1, $2, $3, $4, 'http', now()) RETURNING created_at
-"""
-_DELIVERY = "INSERT INTO deliveries (id, event_id, subscription_id) VALUES ($1, $2, $3)"
+TEST_EVENT_TYPE = "hookline.test"
 
 
 async def create(
@@ -41,9 +39,15 @@ async def create(
         if subscription is None:
             return None
         created_at = await conn.fetchval(
-            _EVENT, event_id, TEST_EVENT_TYPE, data, subscription["tenant_id"]
+            _EVENTS_SQL["insert_test_event"],
+            event_id,
+            TEST_EVENT_TYPE,
+            data,
+            subscription["tenant_id"],
         )
-        await conn.execute(_DELIVERY, delivery_id, event_id, subscription_id)
+        await conn.execute(
+            _DELIVERIES_SQL["insert_test_delivery"], delivery_id, event_id, subscription_id
+        )
     return Resend(
         delivery_id=delivery_id,
         subscription_id=subscription_id,

@@ -62,3 +62,18 @@ def test_every_file_in_the_package_parses_into_statements(table: str) -> None:
 
     assert len(loaded) > 0
     assert all(statement.strip() for statement in loaded.values())
+
+
+def test_a_fragment_takes_its_parameter_number_from_the_statement() -> None:
+    text = """
+-- fragment: in_scope
+({scope}::text IS NULL OR tenant_id = {scope})
+-- name: get
+SELECT id FROM subscriptions WHERE id = $1 AND {{in_scope scope=$2}}
+-- name: rotate
+UPDATE subscriptions SET secret = $2 WHERE id = $1 AND {{in_scope scope=$3}}
+"""
+    parsed = parse("subscriptions.sql", text)
+
+    assert parsed["get"].endswith("AND ($2::text IS NULL OR tenant_id = $2)")
+    assert parsed["rotate"].endswith("AND ($3::text IS NULL OR tenant_id = $3)")

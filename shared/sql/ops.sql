@@ -1,0 +1,11 @@
+-- What the sampler reads for the backlog metrics (shared/backlog.py, shared/sampler.py).
+
+-- name: database_sample
+SELECT
+  coalesce((SELECT extract(epoch FROM now() - created_at)::float8
+     FROM deliveries WHERE status = 'pending' AND attempts = 0
+     ORDER BY created_at LIMIT 1), 0) AS oldest_pending_s,
+  (SELECT count(*) FROM subscriptions
+     WHERE failing_since IS NOT NULL AND status = 'enabled' AND deleted_at IS NULL) AS failing,
+  (SELECT count(*) FROM subscriptions
+     WHERE parked_until > now() AND status = 'enabled' AND deleted_at IS NULL) AS parked
