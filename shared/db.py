@@ -13,6 +13,9 @@ import orjson
 
 from shared.errors import StorageUnavailable
 from shared.logging import get_logger
+from shared.sql import queries
+
+_MIGRATIONS_SQL = queries("schema_migrations")
 
 log = get_logger("db")
 
@@ -71,12 +74,11 @@ async def create_database_if_missing(database_url: str) -> bool:
     admin_url, name = _split_database(database_url)
     conn = await asyncpg.connect(admin_url)
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        exists = await conn.fetchval(_MIGRATIONS_SQL["database_exists"], name)
         if exists:
             return False
-        quoted = '"' + name.replace('"', '""') + '"'
         try:
-            await conn.execute(f"CREATE DATABASE {quoted}")
+            await conn.execute(_MIGRATIONS_SQL["create_database"].format(database=_quote(name)))
         except asyncpg.DuplicateDatabaseError:
             return False
         return True
@@ -84,13 +86,16 @@ async def create_database_if_missing(database_url: str) -> bool:
         await conn.close()
 
 
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
 async def drop_database(database_url: str) -> None:
     """Drop the database named in the URL (tests clean up with it)."""
     admin_url, name = _split_database(database_url)
     conn = await asyncpg.connect(admin_url)
     try:
-        quoted = '"' + name.replace('"', '""') + '"'
-        await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        await conn.execute(_MIGRATIONS_SQL["drop_database"].format(database=_quote(name)))
     finally:
         await conn.close()
 
@@ -116,21 +121,15 @@ async def migrate(database_url: str, *, up_to: int | None = None) -> list[str]:
     applied: list[str] = []
     try:
         # One migrator at a time: two services starting together must not race.
-        await conn.execute("SELECT pg_advisory_lock(7214001)")
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        await conn.execute(_MIGRATIONS_SQL["lock"])
+        await conn.execute(_MIGRATIONS_SQL["create_table"])
+        done = {r["version"] for r in await conn.fetch(_MIGRATIONS_SQL["applied"])}
         for version, name, sql in migration_files():
             if version in done or (up_to is not None and version > up_to):
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
-                )
+                await conn.execute(_MIGRATIONS_SQL["record"], version, name)
             applied.append(f"{version:04d}_{name}")
             log.info("migration_applied", version=version, name=name)
     finally:

@@ -25,7 +25,10 @@ from jsonschema.validators import validator_for
 
 from shared.errors import DATABASE_ERRORS, StorageUnavailable
 from shared.logging import get_logger
+from shared.sql import queries
 from shared.supervision import spawn
+
+_EVENT_TYPES_SQL = queries("event_types")
 
 CHANNEL = "hookline_event_types"
 
@@ -178,9 +181,7 @@ class Catalogue:
             conn.add_termination_listener(lambda _: self._wake.set())
             # LISTEN before loading: a change made during the load is then notified too.
             await conn.add_listener(CHANNEL, self._on_notify)
-            rows = await conn.fetch(
-                "SELECT name, description, schema::text AS schema FROM event_types"
-            )
+            rows = await conn.fetch(_EVENT_TYPES_SQL["catalogue"])
         except BaseException:
             await conn.close()
             raise
@@ -226,11 +227,7 @@ class Catalogue:
                 await conn.execute("SELECT 1", timeout=_KEEPALIVE_S)
                 continue
             names, self._dirty = sorted(self._dirty), set()
-            rows = await conn.fetch(
-                "SELECT name, description, schema::text AS schema FROM event_types"
-                " WHERE name = ANY($1::text[])",
-                names,
-            )
+            rows = await conn.fetch(_EVENT_TYPES_SQL["catalogue_of"], names)
             found = {r["name"]: r for r in rows}
             for name in names:
                 row = found.get(name)

@@ -33,7 +33,10 @@ from shared.logging import get_logger
 from shared.metrics import BUILD_INFO
 from shared.ops import Readiness
 from shared.settings import Settings
+from shared.sql import queries
 from shared.topology import Topology
+
+_OPS_SQL = queries("ops")
 
 log = get_logger("sampler")
 
@@ -103,7 +106,7 @@ async def _lead(settings: Settings, interval_s: float) -> None:
     try:
         # A standby: one cheap query per interval until the leader goes.
         while True:
-            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", SAMPLER_LOCK_KEY):
+            if await conn.fetchval(_OPS_SQL["try_sampler_lock"], SAMPLER_LOCK_KEY):
                 break
             await asyncio.sleep(interval_s)
         await _sample_while_leading(settings, conn, interval_s)

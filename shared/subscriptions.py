@@ -22,11 +22,6 @@ from shared.sql import queries
 
 _SUBSCRIPTIONS_SQL = queries("subscriptions")
 
-_COLUMNS = (
-    "id, url, event_types, status, tenant_id, secret, previous_secret,"
-    " previous_secret_expires_at, deleted_at, parked_until"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
@@ -72,7 +67,7 @@ def from_row(row: asyncpg.Record, box: SecretBox) -> Subscription:
 
 async def load_all(conn: asyncpg.Connection, box: SecretBox) -> list[Subscription]:
     """Every subscription that is not deleted."""
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM subscriptions WHERE deleted_at IS NULL")
+    rows = await conn.fetch(_SUBSCRIPTIONS_SQL["targets_all"])
     return [from_row(r, box) for r in rows]
 
 
@@ -80,10 +75,7 @@ async def load_one(
     conn: asyncpg.Connection, subscription_id: str, box: SecretBox
 ) -> Subscription | None:
     """One subscription; None when it does not exist or was deleted."""
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM subscriptions WHERE id = $1 AND deleted_at IS NULL",
-        subscription_id,
-    )
+    row = await conn.fetchrow(_SUBSCRIPTIONS_SQL["target"], subscription_id)
     return from_row(row, box) if row else None
 
 
@@ -95,10 +87,7 @@ async def load_many(
     A row whose secret does not open is there as its error (ConfigurationError or
     ValueError), so one unreadable row fails only what needs that subscription.
     """
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM subscriptions WHERE id = ANY($1::text[]) AND deleted_at IS NULL",
-        list(subscription_ids),
-    )
+    rows = await conn.fetch(_SUBSCRIPTIONS_SQL["targets"], list(subscription_ids))
     found: dict[str, Subscription | Exception] = {}
     for row in rows:
         try:
@@ -110,10 +99,7 @@ async def load_many(
 
 async def check_secret_key(conn: asyncpg.Connection, box: SecretBox) -> None:
     """Open one stored encrypted secret: raises ConfigurationError when the key cannot."""
-    sealed = await conn.fetchval(
-        "SELECT secret FROM subscriptions WHERE deleted_at IS NULL AND secret LIKE $1 LIMIT 1",
-        ENCRYPTED_PREFIX + "%",
-    )
+    sealed = await conn.fetchval(_SUBSCRIPTIONS_SQL["one_encrypted_secret"], ENCRYPTED_PREFIX + "%")
     if sealed is not None:
         box.open(sealed)
 

@@ -53,10 +53,10 @@ _PASS_ERRORS: tuple[type[BaseException], ...] = (StorageUnavailable, *DATABASE_E
 PARTITIONED = ("events", "deliveries", "delivery_attempts")
 
 _OLDEST = {
-    "events": "SELECT min(created_at) FROM events",
-    "deliveries": "SELECT created_at FROM deliveries ORDER BY event_id LIMIT 1",
-    "delivery_attempts": "SELECT attempted_at FROM delivery_attempts ORDER BY id LIMIT 1",
-    "idempotency_keys": "SELECT min(accepted_at) FROM idempotency_keys",
+    "events": _PARTITIONS_SQL["oldest_event"],
+    "deliveries": _PARTITIONS_SQL["oldest_delivery"],
+    "delivery_attempts": _PARTITIONS_SQL["oldest_attempt"],
+    "idempotency_keys": _PARTITIONS_SQL["oldest_idempotency_key"],
 }
 
 
@@ -188,9 +188,8 @@ class Retention:
 
 async def _take_lock(conn: Connection) -> bool:
     """This replica's turn for DDL (until the transaction ends); False while another has it."""
-    await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
-    taken: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_ID)
-    return taken
+    row = await conn.fetchrow(_PARTITIONS_SQL["take_ddl_lock"], _LOCK_TIMEOUT, _LOCK_ID)
+    return bool(row and row["taken"])
 
 
 async def _drop_period(conn: Connection, period: Period) -> tuple[list[str], bool]:
@@ -205,14 +204,14 @@ async def _drop_period(conn: Connection, period: Period) -> tuple[list[str], boo
     present = {
         table: name
         for table, name in names.items()
-        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
+        if await conn.fetchval(_PARTITIONS_SQL["exists"], name)
     }
     if not present:
         return [], False
     pending, keep_attempts = await _still_needed(conn, present)
     if pending and keep_attempts:
         return [], True
-    await conn.execute(f"LOCK TABLE {', '.join(present)} IN ACCESS EXCLUSIVE MODE")
+    await conn.execute(_on(_PARTITIONS_SQL["lock_partitions"], *present.values()))
     pending, keep_attempts = await _still_needed(conn, present)
     dropped: list[str] = []
     if not pending:
@@ -231,15 +230,11 @@ async def _still_needed(conn: Connection, present: dict[str, str]) -> tuple[bool
     one among them, or there is no attempts partition to drop)."""
     pending = False
     if "deliveries" in present:
-        pending = await conn.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {present['deliveries']} WHERE status = 'pending')"
-        )
+        pending = await conn.fetchval(_on(_PARTITIONS_SQL["pending_in"], present["deliveries"]))
     keep_attempts = False
     if "delivery_attempts" in present:
         keep_attempts = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM deliveries d"
-            f" JOIN {present['delivery_attempts']} a ON a.delivery_id = d.id"
-            " WHERE d.status = 'pending')"
+            _on(_PARTITIONS_SQL["pending_attempts_in"], present["delivery_attempts"])
         )
     else:
         keep_attempts = True
@@ -249,8 +244,18 @@ async def _still_needed(conn: Connection, present: dict[str, str]) -> tuple[bool
 async def _drop(conn: Connection, table: str, partition: str) -> None:
     rows = await conn.fetchval(_PARTITIONS_SQL["estimated_rows"], partition)
     if rows is None:  # never analyzed: small enough to count
-        rows = await conn.fetchval(f"SELECT count(*) FROM {partition}")
-    await conn.execute(f"DROP TABLE {partition}")
+        rows = await conn.fetchval(_on(_PARTITIONS_SQL["count_rows"], partition))
+    await conn.execute(_on(_PARTITIONS_SQL["drop"], partition))
     RETENTION_PARTITIONS_DROPPED.labels(table).inc()
     RETENTION_ROWS_DROPPED.labels(table).inc(rows)
     log.info("retention_partition_dropped", table=table, partition=partition, rows=rows)
+
+
+def _on(statement: str, *partitions: str) -> str:
+    """`statement` naming `partitions` (names this module made, quoted all the same)."""
+    quoted = [_quote(name) for name in partitions]
+    return statement.format(partition=quoted[0], partitions=", ".join(quoted))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -26,11 +26,8 @@ from asyncpg.pool import PoolConnectionProxy
 from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import DB_BATCH_SIZE
-from shared.sql import queries
+from shared.stores import deliveries, delivery_attempts, subscriptions
 from shared.supervision import spawn
-
-_DELIVERIES_SQL = queries("deliveries")
-_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 log = get_logger("attempt_log")
 
@@ -43,46 +40,6 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 def _text(value: str | None) -> str | None:
     """Postgres text cannot hold NUL: one in an error message would fail the whole batch."""
     return None if value is None else value.replace("\x00", "\ufffd")
-
-
-_ATTEMPT_COLUMNS = (
-    "delivery_id",
-    "attempt",
-    "attempted_at",
-    "status_code",
-    "duration_ms",
-    "outcome",
-    "error_kind",
-    "error",
-    "response_body",
-)
-
-# Messages of one delivery can overtake each other (a redelivered older copy, a duplicate), so
-# a change never rewrites a settled history: `succeeded` is final, `failed` or `cancelled`
-# only replace `pending`, and a change that made no attempt (a delivery of a batch marked as
-# travelling on its own) only ever lands on `pending`: its copy may already have been
-# cancelled or failed. `_next_status` is the same rule for changes merged in one batch.
-_KEEP_STATUS = """(d.status = 'succeeded'
-    OR (u.status IN ('failed', 'cancelled') AND d.status <> 'pending')
-    OR (u.status = 'pending' AND u.attempts = 0 AND d.status <> 'pending'))"""
-_UPDATE_DELIVERIES = f"""
-UPDATE deliveries AS d SET
-    status = CASE WHEN {_KEEP_STATUS} THEN d.status ELSE u.status END,
-    attempts = d.attempts + u.attempts,
-    last_status_code = CASE WHEN u.attempts > 0 THEN u.last_status_code
-                            ELSE d.last_status_code END,
-    last_error = CASE WHEN u.attempts > 0 THEN u.last_error ELSE d.last_error END,
-    last_attempt_at = COALESCE(u.last_attempt_at, d.last_attempt_at),
-    next_attempt_at = CASE WHEN {_KEEP_STATUS} THEN d.next_attempt_at
-                           ELSE u.next_attempt_at END,
-    updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[],
-            $6::timestamptz[], $7::timestamptz[], $8::text[])
-    AS u(id, status, attempts, last_status_code, last_error, last_attempt_at, next_attempt_at,
-         event_id)
-WHERE d.id = u.id AND d.event_id = u.event_id
-RETURNING d.id
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +57,7 @@ class AttemptRow:
     response_body: str | None
 
     def as_record(self) -> tuple[object, ...]:
+        """The values in the order of `shared.stores.delivery_attempts.COLUMNS`."""
         return (
             self.delivery_id,
             self.attempt,
@@ -137,16 +95,6 @@ class _Merged:
     next_attempt_at: datetime | None
 
 
-def _next_status(old: str, new: str, *, attempted: bool = True) -> str:
-    """The status after `new` is applied to `old` (the rule of `_UPDATE_DELIVERIES`);
-    `attempted` says whether the change made an attempt."""
-    if old == "succeeded" or (new in ("failed", "cancelled") and old != "pending"):
-        return old
-    if new == "pending" and not attempted and old != "pending":
-        return old
-    return new
-
-
 def _merge(changes: list[DeliveryChange]) -> dict[str, _Merged]:
     """One update per delivery, so a batch holding two changes of one row adds both attempts."""
     merged: dict[str, _Merged] = {}
@@ -155,7 +103,7 @@ def _merge(changes: list[DeliveryChange]) -> dict[str, _Merged]:
         previous = merged.get(change.delivery_id)
         entry = _Merged(
             status=(
-                _next_status(previous.status, change.status, attempted=row is not None)
+                deliveries.next_status(previous.status, change.status, attempted=row is not None)
                 if previous
                 else change.status
             ),
@@ -213,8 +161,8 @@ async def write_batch(conn: Conn, changes: list[DeliveryChange]) -> None:
     cleared, started = failing_transitions(changes)
     async with conn.transaction():
         events = await _event_ids(conn, changes)
-        found = await conn.fetch(
-            _UPDATE_DELIVERIES,
+        known = await deliveries.apply_changes(
+            conn,
             list(merged),
             [m.status for m in merged.values()],
             [m.attempts for m in merged.values()],
@@ -224,25 +172,17 @@ async def write_batch(conn: Conn, changes: list[DeliveryChange]) -> None:
             [m.next_attempt_at for m in merged.values()],
             [events.get(d) for d in merged],
         )
-        known = {r["id"] for r in found}
         records = [
             c.attempt.as_record()
             for c in changes
             if c.attempt is not None and c.delivery_id in known
         ]
         if records:
-            await conn.copy_records_to_table(
-                "delivery_attempts", records=records, columns=_ATTEMPT_COLUMNS
-            )
+            await delivery_attempts.insert(conn, records)
         if cleared:
-            await conn.execute(_SUBSCRIPTIONS_SQL["clear_failing"], cleared)
+            await subscriptions.clear_failing(conn, cleared)
         if started:
-            await conn.execute(
-                _SUBSCRIPTIONS_SQL["set_failing"],
-                [s[0] for s in started],
-                [s[1] for s in started],
-                [s[2] for s in started],
-            )
+            await subscriptions.set_failing(conn, started)
     if len(known) < len(merged):
         log.warning("attempts_of_unknown_deliveries_skipped", count=len(merged) - len(known))
     DB_BATCH_SIZE.labels("delivery_attempts").observe(len(records))
@@ -253,8 +193,7 @@ async def _event_ids(conn: Conn, changes: list[DeliveryChange]) -> dict[str, str
     known = {c.delivery_id: c.event_id for c in changes if c.event_id is not None}
     missing = [c.delivery_id for c in changes if c.delivery_id not in known]
     if missing:
-        for row in await conn.fetch(_DELIVERIES_SQL["event_ids"], missing):
-            known[row["id"]] = row["event_id"]
+        known.update(await deliveries.event_ids(conn, missing))
     return known
 
 

@@ -49,6 +49,7 @@ from shared.retry import RetrySchedule
 from shared.runtime import drain_tasks
 from shared.secretbox import SecretBox
 from shared.settings import Settings
+from shared.stores import deliveries as stored_deliveries
 from shared.subscription_cache import SubscriptionCache
 from shared.subscriptions import Subscription
 from shared.wire import deliveries_of, delivery_count
@@ -346,12 +347,7 @@ class DeliveryWorker:
         others is recorded only after their next place (retry or dead queue, a plain copy)
         was confirmed, so leaving them out never loses one."""
         async with self._p.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id FROM deliveries WHERE id = ANY($1::text[])"
-                " AND status = 'pending' AND attempts = 0 AND next_attempt_at IS NULL",
-                [d.delivery_id for d in deliveries],
-            )
-        pending = {row["id"] for row in rows}
+            pending = await stored_deliveries.not_started(conn, [d.delivery_id for d in deliveries])
         skipped = len(deliveries) - len(pending)
         if skipped:
             log.info("redelivered_batch_partly_done", skipped=skipped, left=len(pending))

@@ -9,3 +9,7 @@ SELECT
      WHERE failing_since IS NOT NULL AND status = 'enabled' AND deleted_at IS NULL) AS failing,
   (SELECT count(*) FROM subscriptions
      WHERE parked_until > now() AND status = 'enabled' AND deleted_at IS NULL) AS parked
+
+-- The sampler's leadership: held by its session until it closes.
+-- name: try_sampler_lock
+SELECT pg_try_advisory_lock($1)

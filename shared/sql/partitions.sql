@@ -18,3 +18,44 @@ SELECT legacy_until FROM partitioning_cutover
 
 -- name: estimated_rows
 SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint END FROM pg_class WHERE oid = $1::regclass
+
+-- The oldest row of each table, for hookline_table_oldest_seconds; each reads one end of an
+-- index (ids begin with their time).
+-- name: oldest_event
+SELECT min(created_at) FROM events
+
+-- name: oldest_delivery
+SELECT created_at FROM deliveries ORDER BY event_id LIMIT 1
+
+-- name: oldest_attempt
+SELECT attempted_at FROM delivery_attempts ORDER BY id LIMIT 1
+
+-- name: oldest_idempotency_key
+SELECT min(accepted_at) FROM idempotency_keys
+
+-- This replica's turn for DDL until the transaction ends; DDL then waits for its lock at
+-- most $1 (a text such as '5s') and gives up until the next pass.
+-- name: take_ddl_lock
+SELECT set_config('lock_timeout', $1, true), pg_try_advisory_xact_lock($2) AS taken
+
+-- name: exists
+SELECT to_regclass($1) IS NOT NULL
+
+-- The statements below name one partition, which a parameter cannot: `{partition}` (and
+-- `{partitions}`) are filled in by services/ingest/retention.py with quoted names it made.
+-- name: lock_partitions
+LOCK TABLE {partitions} IN ACCESS EXCLUSIVE MODE
+
+-- name: pending_in
+SELECT EXISTS (SELECT 1 FROM {partition} WHERE status = 'pending')
+
+-- A pending delivery (in any partition) whose attempts are in this attempts partition.
+-- name: pending_attempts_in
+SELECT EXISTS (SELECT 1 FROM deliveries d
+               JOIN {partition} a ON a.delivery_id = d.id WHERE d.status = 'pending')
+
+-- name: count_rows
+SELECT count(*) FROM {partition}
+
+-- name: drop
+DROP TABLE {partition}

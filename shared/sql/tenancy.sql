@@ -7,3 +7,8 @@ SELECT CASE WHEN s.tenant_id IS NOT DISTINCT FROM e.tenant_id THEN s.tenant_id E
 FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
 JOIN events e ON e.id = d.event_id
 WHERE d.id = $1
+
+-- A delivery is the scope's when both its subscription and its event are that tenant's;
+-- no scope ({scope} NULL: an operator) sees every delivery. Over `s` and `e`.
+-- fragment: delivery_in_scope
+({scope}::text IS NULL OR (s.tenant_id = {scope} AND e.tenant_id = {scope}))

@@ -10,46 +10,10 @@ import asyncpg
 
 from shared.errors import Conflict, NotFound
 from shared.sql import queries
-from shared.stores import Connection, connection, transaction
-from shared.stores.tenancy import DELIVERY_IN_SCOPE
+from shared.stores import Connection, connection, delivery_attempts, transaction
 
 _DELIVERIES_SQL = queries("deliveries")
-_DELIVERY_ATTEMPTS_SQL = queries("delivery_attempts")
 _SUBSCRIPTIONS_SQL = queries("subscriptions")
-
-COLUMNS = (
-    "d.id, d.event_id, d.subscription_id, e.type AS event_type, d.status, d.attempts,"
-    " d.last_status_code, d.last_error, d.last_attempt_at, d.next_attempt_at,"
-    " d.created_at, d.updated_at"
-)
-_FROM = "FROM deliveries d JOIN events e ON e.id = d.event_id"
-
-# A delivery id does not name its partition (deliveries are partitioned by event id), so
-# each partition's index is probed once; the event is then looked up by its id, pruned to
-# its one partition at run time. OFFSET 0 keeps the planner from turning that into a hash
-# join over every event.
-_BY_ID_FROM = (
-    "FROM deliveries d JOIN LATERAL (SELECT e.id, e.type, e.data, e.created_at, e.tenant_id"
-    " FROM events e"
-    " WHERE e.id = d.event_id OFFSET 0) e ON true"
-)
-_GET = f"SELECT {COLUMNS} {_BY_ID_FROM} WHERE d.id = $1"
-_LIST = f"""
-SELECT {COLUMNS} {_FROM}
-WHERE d.subscription_id = $1
-  AND ($2::text IS NULL OR d.status = $2)
-  AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4))
-  AND ($6::text IS NULL OR e.tenant_id = $6)
-ORDER BY d.created_at DESC, d.id DESC LIMIT $5
-"""
-_FOR_RETRY = f"""
-SELECT d.id, d.status, d.subscription_id, s.deleted_at,
-       e.id AS event_id, e.type, e.data, e.created_at
-{_BY_ID_FROM}
-JOIN subscriptions s ON s.id = d.subscription_id
-WHERE d.id = $1 AND {DELIVERY_IN_SCOPE.format(n=2)}
-FOR UPDATE OF d FOR SHARE OF s
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +44,11 @@ class Resend:
 async def get(pool: asyncpg.Pool, delivery_id: str) -> tuple[asyncpg.Record, list[Any]] | None:
     """A delivery and its attempts, oldest first; None when it does not exist."""
     async with connection(pool) as conn:
-        row = await conn.fetchrow(_GET, delivery_id)
+        row = await conn.fetchrow(_DELIVERIES_SQL["get"], delivery_id)
         if row is None:
             return None
-        attempts = await conn.fetch(_DELIVERY_ATTEMPTS_SQL["of_delivery"], delivery_id)
-    return row, list(attempts)
+        attempts = await delivery_attempts.of_delivery(conn, delivery_id)
+    return row, attempts
 
 
 async def list_page(
@@ -101,7 +65,15 @@ async def list_page(
     created, last_id = before if before else (None, None)
     async with connection(pool) as conn:
         return list(
-            await conn.fetch(_LIST, subscription_id, status, created, last_id, limit, tenant_scope)
+            await conn.fetch(
+                _DELIVERIES_SQL["list_for_subscription"],
+                subscription_id,
+                status,
+                created,
+                last_id,
+                limit,
+                tenant_scope,
+            )
         )
 
 
@@ -115,7 +87,7 @@ async def mark_for_retry(
     was deleted.
     """
     async with transaction(pool) as conn:
-        row = await conn.fetchrow(_FOR_RETRY, delivery_id, tenant_scope)
+        row = await conn.fetchrow(_DELIVERIES_SQL["lock_for_retry"], delivery_id, tenant_scope)
         if row is None:
             raise NotFound(f"no delivery {delivery_id}")
         if row["deleted_at"] is not None:
@@ -166,3 +138,51 @@ async def mark_handed_on(pool: asyncpg.Pool, resends: list[Resend]) -> None:
     `_DELIVERIES_SQL["handed_on"]`)."""
     async with transaction(pool) as conn:
         await conn.execute(_DELIVERIES_SQL["handed_on"], [r.delivery_id for r in resends])
+
+
+def next_status(old: str, new: str, *, attempted: bool = True) -> str:
+    """The status after `new` is applied to `old`: the fragment `keep_status` of
+    shared/sql/deliveries.sql, for changes merged before they are written. `attempted`
+    says whether the change made an attempt."""
+    if old == "succeeded" or (new in ("failed", "cancelled") and old != "pending"):
+        return old
+    if new == "pending" and not attempted and old != "pending":
+        return old
+    return new
+
+
+async def apply_changes(
+    conn: Connection,
+    delivery_ids: list[str],
+    statuses: list[str],
+    attempts: list[int],
+    last_status_codes: list[int | None],
+    last_errors: list[str | None],
+    last_attempt_ats: list[datetime | None],
+    next_attempt_ats: list[datetime | None],
+    event_ids: list[str | None],
+) -> set[str]:
+    """Apply one change per delivery (columns side by side); the ids of the rows found."""
+    rows = await conn.fetch(
+        _DELIVERIES_SQL["apply_changes"],
+        delivery_ids,
+        statuses,
+        attempts,
+        last_status_codes,
+        last_errors,
+        last_attempt_ats,
+        next_attempt_ats,
+        event_ids,
+    )
+    return {r["id"] for r in rows}
+
+
+async def event_ids(conn: Connection, delivery_ids: list[str]) -> dict[str, str]:
+    """The event (and so the partition) of each of these deliveries that exists."""
+    rows = await conn.fetch(_DELIVERIES_SQL["event_ids"], delivery_ids)
+    return {r["id"]: r["event_id"] for r in rows}
+
+
+async def not_started(conn: Connection, delivery_ids: list[str]) -> set[str]:
+    """Those of `delivery_ids` still pending with no attempt and not handed on."""
+    return {r["id"] for r in await conn.fetch(_DELIVERIES_SQL["not_started"], delivery_ids)}

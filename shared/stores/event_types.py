@@ -12,16 +12,6 @@ from shared.stores import connection
 
 _EVENT_TYPES_SQL = queries("event_types")
 
-COLUMNS = "name, description, schema, created_at, updated_at"
-
-_INSERT = f"""
-INSERT INTO event_types (name, description, schema) VALUES ($1, $2, $3)
-ON CONFLICT (name) DO NOTHING RETURNING {COLUMNS}
-"""
-_GET = f"SELECT {COLUMNS} FROM event_types WHERE name = $1"
-_LIST = f"""
-SELECT {COLUMNS} FROM event_types WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2
-"""
 _SETTABLE = frozenset({"description", "schema"})
 
 
@@ -30,7 +20,7 @@ async def create(
 ) -> asyncpg.Record:
     """Add a type; raises Conflict when the name exists."""
     async with connection(pool) as conn:
-        row = await conn.fetchrow(_INSERT, name, description, schema)
+        row = await conn.fetchrow(_EVENT_TYPES_SQL["insert"], name, description, schema)
     if row is None:
         raise Conflict(f"the event type {name} exists already")
     return row
@@ -38,26 +28,26 @@ async def create(
 
 async def get(pool: asyncpg.Pool, name: str) -> asyncpg.Record | None:
     async with connection(pool) as conn:
-        row: asyncpg.Record | None = await conn.fetchrow(_GET, name)
+        row: asyncpg.Record | None = await conn.fetchrow(_EVENT_TYPES_SQL["get"], name)
         return row
 
 
 async def list_page(pool: asyncpg.Pool, after: str | None, limit: int) -> list[asyncpg.Record]:
     async with connection(pool) as conn:
-        return list(await conn.fetch(_LIST, after, limit))
+        return list(await conn.fetch(_EVENT_TYPES_SQL["list"], after, limit))
 
 
 async def update(pool: asyncpg.Pool, name: str, changes: dict[str, Any]) -> asyncpg.Record | None:
     """Apply `changes` (description, schema); None when the type does not exist."""
     assert set(changes) <= _SETTABLE
-    sets = ["updated_at = now()"]
-    values: list[Any] = [name]
-    for column, value in sorted(changes.items()):
-        values.append(value)
-        sets.append(f"{column} = ${len(values)}")
-    sql = f"UPDATE event_types SET {', '.join(sets)} WHERE name = $1 RETURNING {COLUMNS}"
     async with connection(pool) as conn:
-        row: asyncpg.Record | None = await conn.fetchrow(sql, *values)
+        row: asyncpg.Record | None = await conn.fetchrow(
+            _EVENT_TYPES_SQL["update"],
+            name,
+            sorted(changes),
+            changes.get("description"),
+            changes.get("schema"),
+        )
         return row
 
 

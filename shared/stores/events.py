@@ -9,7 +9,7 @@ claim's timestamp is its holder's token: only the holder of that very claim may 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -23,68 +23,9 @@ from shared.stores import connection
 _DELIVERIES_SQL = queries("deliveries")
 _EVENTS_SQL = queries("events")
 
-_COLUMNS = "id, type, data, tenant_id, idempotency_key, source, created_at, dispatched_at"
-
-# One statement for a whole batch: the rows it inserted, then the rows already holding the
-# keys it skipped. A key is its tenant's (`scope`: the tenant_id, '' without one) and lives
-# in `idempotency_keys`; one past the window ($7 seconds after its first acceptance) is
-# taken over by the new event. The last branch reads the snapshot from before the INSERTs,
-# so it sees only keys that existed before; a key committed by another process meanwhile
-# is read after (`_BY_KEYS`). Each key's event is looked up by id, pruned to its partition
-# (OFFSET 0 keeps the planner from hashing every event instead).
-_INSERT_MANY = f"""
-WITH input AS (
-    SELECT t.*, COALESCE(t.tenant_id, '') AS scope
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-        AS t(id, type, data, tenant_id, idempotency_key, source)
-), keyed AS (
-    INSERT INTO idempotency_keys AS k (scope, key, event_id)
-    SELECT scope, idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL
-    ON CONFLICT (scope, key) DO UPDATE SET event_id = excluded.event_id, accepted_at = now()
-        WHERE k.accepted_at <= now() - $7::float8 * interval '1 second'
-    RETURNING k.event_id
-), inserted AS (
-    INSERT INTO events (id, type, data, tenant_id, idempotency_key, source, dispatch_claimed_at)
-    SELECT id, type, data::jsonb, tenant_id, idempotency_key, source, now() FROM input
-    WHERE idempotency_key IS NULL OR id IN (SELECT event_id FROM keyed)
-    RETURNING {_COLUMNS}, dispatch_claimed_at
-)
-SELECT true AS inserted, {_COLUMNS}, dispatch_claimed_at FROM inserted
-UNION ALL
-SELECT false, {", ".join("e." + c for c in _COLUMNS.split(", "))}, NULL
-FROM input i
-JOIN idempotency_keys k ON k.scope = i.scope AND k.key = i.idempotency_key
-JOIN LATERAL (SELECT * FROM events e WHERE e.id = k.event_id OFFSET 0) e ON true
-WHERE i.id NOT IN (SELECT event_id FROM keyed)
-"""
-_BY_KEYS = f"""
-SELECT {", ".join("e." + c for c in _COLUMNS.split(", "))}
-FROM unnest($1::text[], $2::text[]) AS i(scope, key)
-JOIN idempotency_keys k USING (scope, key)
-JOIN LATERAL (SELECT * FROM events e WHERE e.id = k.event_id OFFSET 0) e ON true
-"""
-_BY_ID = f"SELECT {_COLUMNS} FROM events WHERE id = $1"
-# The UPDATE re-checks its condition on the newest row version, so of two processes claiming
-# one event at once exactly one gets it. The SELECT reads the statement's snapshot: a row
-# dispatched meanwhile may still look undispatched (and unclaimed here), never the reverse.
-_CLAIM = f"""
-WITH claimed AS (
-    UPDATE events SET dispatch_claimed_at = now()
-    WHERE id = ANY($1::text[]) AND dispatched_at IS NULL
-      AND (dispatch_claimed_at IS NULL
-           OR dispatch_claimed_at < now() - $2::float8 * interval '1 second')
-    RETURNING id, dispatch_claimed_at
-)
-SELECT c.dispatch_claimed_at AS claim, {", ".join("e." + c for c in _COLUMNS.split(", "))}
-FROM events e LEFT JOIN claimed c ON c.id = e.id
-WHERE e.id = ANY($1::text[])
-"""
-
 
 DEFAULT_WINDOW_S = 86400.0
 """HOOKLINE_IDEMPOTENCY_WINDOW's default (CONTRACT section 1)."""
-
-_FIELDS = tuple(_COLUMNS.split(", "))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +41,11 @@ class StoredEvent:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> StoredEvent:
-        return cls(*(row[name] for name in _FIELDS))
+        return cls(*(row[name] for name in _STORED_FIELDS))
+
+
+_STORED_FIELDS = tuple(field.name for field in fields(StoredEvent))
+"""The columns every statement reading events returns (the fragment `columns`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +88,7 @@ async def insert_many(
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     async with connection(pool) as conn:
-        rows = await conn.fetch(_INSERT_MANY, *columns, window_s)
+        rows = await conn.fetch(_EVENTS_SQL["insert_many"], *columns, window_s)
         by_id: dict[str, tuple[StoredEvent, Claim | None]] = {
             r["id"]: (StoredEvent.from_row(r), r["dispatch_claimed_at"])
             for r in rows
@@ -161,7 +106,7 @@ async def insert_many(
         ]
         if late:
             scopes, keys = zip(*late, strict=True)
-            for r in await conn.fetch(_BY_KEYS, list(scopes), list(keys)):
+            for r in await conn.fetch(_EVENTS_SQL["by_keys"], list(scopes), list(keys)):
                 stored = StoredEvent.from_row(r)
                 by_key[_stored_key(stored)] = (stored, None)
     # A row neither inserted nor found conflicted on its key, whose row then exists (a key's
@@ -185,7 +130,7 @@ async def claim_dispatch(
     if not event_ids:
         return {}
     async with connection(pool) as conn:
-        rows = await conn.fetch(_CLAIM, event_ids, stale_after_s)
+        rows = await conn.fetch(_EVENTS_SQL["claim"], event_ids, stale_after_s)
     return {r["id"]: (StoredEvent.from_row(r), r["claim"]) for r in rows}
 
 
@@ -218,7 +163,7 @@ async def mark_dispatched(pool: asyncpg.Pool, event_ids: list[str]) -> None:
 async def get(pool: asyncpg.Pool, event_id: str) -> tuple[StoredEvent, list[asyncpg.Record]] | None:
     """An event and its deliveries (id, subscription_id, status, attempts), or None."""
     async with connection(pool) as conn:
-        row = await conn.fetchrow(_BY_ID, event_id)
+        row = await conn.fetchrow(_EVENTS_SQL["get"], event_id)
         if row is None:
             return None
         deliveries = await conn.fetch(_DELIVERIES_SQL["of_event"], event_id)

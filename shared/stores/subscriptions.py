@@ -1,4 +1,4 @@
-"""Subscriptions as the API manages them: create, list, read, change, rotate, delete.
+"""subscriptions: the API's create, list, read, change, rotate, delete; the sender's streaks.
 
 A write given a `tenant_scope` (a portal token's tenant) changes the subscription only if it
 is of that tenant when written: the check is part of the statement, so no move of the
@@ -8,55 +8,16 @@ operator's scope: any tenant.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from shared.sql import queries
-from shared.stores import connection, transaction
+from shared.stores import Connection, connection, transaction
 
 _DELIVERIES_SQL = queries("deliveries")
-
-COLUMNS = (
-    "id, url, event_types, status, disabled_reason, description, tenant_id, secret,"
-    " previous_secret_expires_at, created_at, updated_at"
-)
-_LIVE = "deleted_at IS NULL"
-_IN_SCOPE = "(${n}::text IS NULL OR tenant_id = ${n})"
-
-_INSERT = f"""
-INSERT INTO subscriptions (id, url, event_types, description, tenant_id, secret)
-VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}
-"""
-_GET = f"SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND {_LIVE}"
-# Two statements, not one with `($4 IS NULL OR tenant_id = $4)`: the generic plan of that
-# one could not use an index on the tenant, and a tenant's page would scan every id (issue
-# 17). `id > $1` (never NULL: '' sorts first) keeps the cursor an index bound, not a filter.
-_LIST_FILTERS = """
-  AND id > $1
-  AND ($2::text[] IS NULL OR event_types && $2)
-  AND ($3::text IS NULL OR status = $3)
-"""
-_LIST = f"""
-SELECT {COLUMNS} FROM subscriptions
-WHERE {_LIVE} {_LIST_FILTERS}
-ORDER BY id LIMIT $4
-"""
-_LIST_OF_TENANT = f"""
-SELECT {COLUMNS} FROM subscriptions
-WHERE {_LIVE} AND tenant_id = $5 {_LIST_FILTERS}
-ORDER BY id LIMIT $4
-"""
-_ROTATE = f"""
-UPDATE subscriptions
-SET previous_secret = secret, previous_secret_expires_at = now() + interval '24 hours',
-    secret = $2, updated_at = now()
-WHERE id = $1 AND {_LIVE} AND {_IN_SCOPE.format(n=3)} RETURNING {COLUMNS}
-"""
-_DELETE = (
-    "UPDATE subscriptions SET deleted_at = now(), updated_at = now()"
-    f" WHERE id = $1 AND {_LIVE} AND {_IN_SCOPE.format(n=2)}"
-)
+_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 _SETTABLE = frozenset({"url", "event_types", "description", "tenant_id"})
 
@@ -73,7 +34,13 @@ async def create(
 ) -> asyncpg.Record:
     async with connection(pool) as conn:
         row = await conn.fetchrow(
-            _INSERT, subscription_id, url, event_types, description, tenant_id, sealed_secret
+            _SUBSCRIPTIONS_SQL["insert"],
+            subscription_id,
+            url,
+            event_types,
+            description,
+            tenant_id,
+            sealed_secret,
         )
     assert row is not None
     return row
@@ -82,7 +49,7 @@ async def create(
 async def get(pool: asyncpg.Pool, subscription_id: str) -> asyncpg.Record | None:
     """A subscription that is not deleted, or None."""
     async with connection(pool) as conn:
-        row: asyncpg.Record | None = await conn.fetchrow(_GET, subscription_id)
+        row: asyncpg.Record | None = await conn.fetchrow(_SUBSCRIPTIONS_SQL["get"], subscription_id)
         return row
 
 
@@ -99,8 +66,8 @@ async def list_page(
     args = (after_id or "", patterns, status, limit)
     async with connection(pool) as conn:
         if tenant_id is None:
-            return list(await conn.fetch(_LIST, *args))
-        return list(await conn.fetch(_LIST_OF_TENANT, *args, tenant_id))
+            return list(await conn.fetch(_SUBSCRIPTIONS_SQL["list"], *args))
+        return list(await conn.fetch(_SUBSCRIPTIONS_SQL["list_of_tenant"], *args, tenant_id))
 
 
 async def update(
@@ -118,25 +85,18 @@ async def update(
     `manual`.
     """
     assert set(changes) <= _SETTABLE
-    sets = ["updated_at = now()"]
-    values: list[Any] = [subscription_id, tenant_scope]
-    for column, value in sorted(changes.items()):
-        values.append(value)
-        sets.append(f"{column} = ${len(values)}")
-    if status == "enabled":
-        sets.append("status = 'enabled', disabled_reason = NULL, failing_since = NULL")
-    elif status == "disabled":
-        # Disabling an already disabled one keeps its reason (`gone` says more than `manual`).
-        sets.append(
-            "status = 'disabled', disabled_reason ="
-            " CASE WHEN status = 'enabled' THEN 'manual' ELSE disabled_reason END"
-        )
-    sql = (
-        f"UPDATE subscriptions SET {', '.join(sets)}"
-        f" WHERE id = $1 AND {_LIVE} AND {_IN_SCOPE.format(n=2)} RETURNING {COLUMNS}"
-    )
     async with connection(pool) as conn:
-        row: asyncpg.Record | None = await conn.fetchrow(sql, *values)
+        row: asyncpg.Record | None = await conn.fetchrow(
+            _SUBSCRIPTIONS_SQL["update"],
+            subscription_id,
+            tenant_scope,
+            sorted(changes),
+            changes.get("url"),
+            changes.get("event_types"),
+            changes.get("description"),
+            changes.get("tenant_id"),
+            status,
+        )
         return row
 
 
@@ -150,7 +110,7 @@ async def rotate(
     """Make `sealed_secret` current; the old one signs beside it for 24 hours."""
     async with connection(pool) as conn:
         row: asyncpg.Record | None = await conn.fetchrow(
-            _ROTATE, subscription_id, sealed_secret, tenant_scope
+            _SUBSCRIPTIONS_SQL["rotate_secret"], subscription_id, sealed_secret, tenant_scope
         )
         return row
 
@@ -160,10 +120,25 @@ async def delete(
 ) -> int | None:
     """Soft-delete and cancel its pending deliveries; how many were cancelled, None if absent."""
     async with transaction(pool) as conn:
-        deleted = await conn.execute(_DELETE, subscription_id, tenant_scope)
+        deleted = await conn.execute(_SUBSCRIPTIONS_SQL["delete"], subscription_id, tenant_scope)
         if deleted == "UPDATE 0":
             return None
         cancelled = await conn.execute(
             _DELIVERIES_SQL["cancel_pending_of_subscription"], subscription_id
         )
     return int(cancelled.split()[-1])
+
+
+async def clear_failing(conn: Connection, subscription_ids: list[str]) -> None:
+    """End the failing streak of these subscriptions (a success came)."""
+    await conn.execute(_SUBSCRIPTIONS_SQL["clear_failing"], subscription_ids)
+
+
+async def set_failing(conn: Connection, started: list[tuple[str, datetime, bool]]) -> None:
+    """Start a failing streak: (id, since, whether a success in the batch came before)."""
+    await conn.execute(
+        _SUBSCRIPTIONS_SQL["set_failing"],
+        [s[0] for s in started],
+        [s[1] for s in started],
+        [s[2] for s in started],
+    )

@@ -5,7 +5,7 @@ fanout made it). A subscription an operator moves to another tenant leaves its p
 deliveries to neither: the tenant it left no longer sees them, not even in its own events'
 summaries, and the tenant it joined neither reads (the attempts hold what the old owner's
 endpoint answered) nor re-sends them (the old owner's events, to an endpoint it may have
-changed). `DELIVERY_IN_SCOPE` is that rule in SQL, over `s` and `e`, with the scope as `$n`.
+changed). `shared/sql/tenancy.sql` writes that rule once, as the fragment `delivery_in_scope`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from shared.stores import connection
 
 _SUBSCRIPTIONS_SQL = queries("subscriptions")
 _TENANCY_SQL = queries("tenancy")
-
-DELIVERY_IN_SCOPE = "(${n}::text IS NULL OR (s.tenant_id = ${n} AND e.tenant_id = ${n}))"
 
 
 async def delivery_tenant(pool: asyncpg.Pool, delivery_id: str) -> tuple[bool, str | None]:

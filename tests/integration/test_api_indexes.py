@@ -18,14 +18,17 @@ import orjson
 import pytest
 
 from shared import subscriptions as routing
-from shared.stores import deliveries as delivery_store
-from shared.stores import subscriptions as subscription_store
+from shared.sql import queries
 from tests.support import (
     create_database_from_template,
     database_url,
     drop_database,
     unique_name,
 )
+
+SUBSCRIPTIONS_SQL = queries("subscriptions")
+DELIVERIES_SQL = queries("deliveries")
+ATTEMPTS_SQL = queries("delivery_attempts")
 
 SUBSCRIPTIONS = 50_000
 TENANTS = 1_000
@@ -156,11 +159,11 @@ def conditions(scans: list[dict[str, Any]]) -> str:
 
 
 async def test_listing_subscriptions_walks_the_id_index(db: asyncpg.Connection) -> None:
-    plan = await plan_of(db, subscription_store._LIST, "", None, None, 51)
+    plan = await plan_of(db, SUBSCRIPTIONS_SQL["list"], "", None, None, 51)
     [scan] = scans_of(plan, "subscriptions")
     assert scan["Node Type"] in ("Index Scan", "Index Only Scan")
     assert scan["Index Name"] == "subscriptions_live"
-    plan = await plan_of(db, subscription_store._LIST, "sub_00020000", None, None, 51)
+    plan = await plan_of(db, SUBSCRIPTIONS_SQL["list"], "sub_00020000", None, None, 51)
     [scan] = scans_of(plan, "subscriptions")
     assert "id >" in conditions([scan])  # the cursor bounds the index walk, not a filter
 
@@ -168,28 +171,35 @@ async def test_listing_subscriptions_walks_the_id_index(db: asyncpg.Connection) 
 async def test_listing_a_tenants_subscriptions_looks_the_tenant_up(db: asyncpg.Connection) -> None:
     for cursor in ("", "sub_00020000"):
         plan = await plan_of(
-            db, subscription_store._LIST_OF_TENANT, cursor, None, None, 51, "tenant-7"
+            db, SUBSCRIPTIONS_SQL["list_of_tenant"], cursor, None, None, 51, "tenant-7"
         )
         scans = scans_of(plan, "subscriptions")
         assert "tenant_id = " in conditions(scans), orjson.dumps(plan).decode()
 
 
 async def test_a_subscriptions_deliveries_are_read_by_its_index(db: asyncpg.Connection) -> None:
-    plan = await plan_of(db, subscription_store._GET, "sub_00000007")
+    plan = await plan_of(db, SUBSCRIPTIONS_SQL["get"], "sub_00000007")
     assert "id = " in conditions(scans_of(plan, "subscriptions"))
     for status, tenant in ((None, None), ("failed", None), (None, "tenant-7")):
         plan = await plan_of(
-            db, delivery_store._LIST, "sub_00000007", status, None, None, 51, tenant
+            db,
+            DELIVERIES_SQL["list_for_subscription"],
+            "sub_00000007",
+            status,
+            None,
+            None,
+            51,
+            tenant,
         )
         assert "subscription_id = " in conditions(scans_of(plan, "deliveries"))
         assert "id = " in conditions(scans_of(plan, "events"))
 
 
 async def test_one_delivery_and_its_attempts_are_read_by_id(db: asyncpg.Connection) -> None:
-    plan = await plan_of(db, delivery_store._GET, "dlv_00000007")
+    plan = await plan_of(db, DELIVERIES_SQL["get"], "dlv_00000007")
     assert "id = " in conditions(scans_of(plan, "deliveries"))
     assert "id = " in conditions(scans_of(plan, "events"))
-    plan = await plan_of(db, delivery_store._ATTEMPTS, "dlv_00000007")
+    plan = await plan_of(db, ATTEMPTS_SQL["of_delivery"], "dlv_00000007")
     assert "delivery_id = " in conditions(scans_of(plan, "delivery_attempts"))
 
 
@@ -203,7 +213,7 @@ async def test_fanout_routes_are_read_by_tenant_and_by_pattern(db: asyncpg.Conne
             indexes.append(i)
             tenants.append(tenant)
             patterns.append(pattern)
-    plan = await plan_of(db, routing._ROUTES, indexes, tenants, patterns)
+    plan = await plan_of(db, SUBSCRIPTIONS_SQL["routes"], indexes, tenants, patterns)
     scans = scans_of(plan, "subscriptions")
     assert "tenant_id = " in conditions(scans), orjson.dumps(plan).decode()
     assert "event_types @>" in conditions(scans), orjson.dumps(plan).decode()
