@@ -89,7 +89,7 @@ DELIVERIES_CANCELLED = Counter(
 )
 DELIVERIES_DEFERRED = Counter(
     "hookline_deliveries_deferred_total",
-    "Deliveries parked in a retry queue because their target already had its share of "
+    "Deliveries deferred to a retry queue because their target already had its share of "
     "the sender's concurrency.",
     registry=REGISTRY,
 )

@@ -66,9 +66,9 @@ class RetrySchedule:
         but never longer than the queue covering the patience for that deferral: the time a
         busy target needs at most to free a slot (the delivery timeout), doubled with each
         consecutive deferral up to `DEFERRAL_PATIENCE_GROWTH_MAX` times it. A target that keeps
-        its slots full for many timeouts (a hanging receiver) thus parks its backlog for longer
-        instead of cycling it through the broker every timeout; a target that had to wait once
-        comes back after the shortest delay.
+        its slots full for many timeouts (a hanging receiver) thus has its backlog deferred for
+        longer instead of cycling it through the broker every timeout; a target that had to
+        wait once comes back after the shortest delay.
         """
         count = max(deferrals, 1)
         index = min(count, len(self.queue_delays_s)) - 1

@@ -77,7 +77,7 @@ class Router:
         except _RETRYABLE:
             raise
         except Exception as exc:
-            # A bug, not bad luck: park the event where it can be looked at and sent again,
+            # A bug, not bad luck: reject the event to where it can be looked at and sent again,
             # rather than looping on it or leaving it unacked.
             log.error("event_handling_failed", message_id=message.message_id, exc_info=exc)
             await self._reject(message, "internal_error", f"{type(exc).__name__}: {exc}")
@@ -179,7 +179,7 @@ class Router:
         return stored
 
     async def _reject_event(self, event: EventMessage, detail: str) -> None:
-        """Park one event of a format 2 message in `{ns}.fanout.rejected` (confirmed)."""
+        """Reject one event of a format 2 message into `{ns}.fanout.rejected` (confirmed)."""
         headers = event.headers()
         headers[H_ERROR] = f"not_stored: {detail}"[:1000]
         copy = aio_pika.Message(

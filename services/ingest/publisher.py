@@ -166,7 +166,7 @@ class Publisher:
     async def reject(
         self, body: bytes, headers: dict[str, Any], *, reason: str, error: str
     ) -> None:
-        """Park an unacceptable message in `{ns}.ingest.rejected`, saying why in its headers."""
+        """Reject an unacceptable message into `{ns}.ingest.rejected`, saying why in its headers."""
         kept = {k: v for k, v in headers.items() if k not in (H_ERROR, H_REASON)}
         kept[H_ERROR] = error[:_ERROR_HEADER_MAX]
         kept[H_REASON] = reason

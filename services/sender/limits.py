@@ -5,7 +5,7 @@ cap per subscription it would soon hold every slot and stall every other subscri
 noisy neighbour of issue 6). With the cap, a delivery whose subscription already holds its
 share waits for one of its slots only while the target is healthy (`wait_for_room`: its
 attempts come back within SLOW_S, so its slots free up within milliseconds, as when one
-tenant's events arrive in one batch); one of a stuck or slow target is parked in a retry
+tenant's events arrive in one batch); one of a stuck or slow target is deferred to a retry
 queue instead, where it holds no room in the sender.
 """
 
@@ -30,7 +30,7 @@ class TargetLimits:
     It also tells how long a target has been *stuck*: refusing slots while none of its
     attempts came back quickly. A busy but healthy target frees slots fast and is never
     stuck; a hanging one frees them only at the delivery timeout, and its backlog can then
-    be parked for longer from its first deferral on, instead of cycling through the broker.
+    be deferred for longer from its first deferral on, instead of cycling through the broker.
     """
 
     def __init__(

@@ -33,7 +33,7 @@ from shared.topology import Topology
 log = get_logger("sender")
 
 H_DEFERRALS = "x-hookline-deferrals"
-"""How many times in a row a delivery was parked because its target had no free slot."""
+"""How many times in a row a delivery was deferred because its target had no free slot."""
 
 
 def deferrals_of(headers: Mapping[str, Any] | None) -> int:
@@ -114,7 +114,7 @@ class Requeue:
             self._declared_at = time.monotonic()
 
     async def retry(self, msg: DeliveryMessage, delay_s: float, *, deferrals: int = 0) -> None:
-        """Park `msg` (its attempt number as given) for `delay_s`, a delay of the schedule."""
+        """Send `msg` (its attempt number as given) to wait `delay_s`, a delay of the schedule."""
         queue = self._topology.retry_queue(delay_s)
         await self._publish_delivery(
             msg, queue.name, {H_DEFERRALS: deferrals} if deferrals else None

@@ -433,7 +433,7 @@ class DeliveryWorker:
     ) -> None:
         patience_s = self._p.settings.delivery_timeout
         # A target stuck for several timeouts is treated as if this delivery had been deferred
-        # that many times already: its backlog parks for longer from the first deferral on.
+        # that many times already: its backlog is deferred for longer from the first deferral on.
         effective = deferrals + int(stuck_s // patience_s)
         delay_s = self._schedule.deferral_delay(effective, patience_s)
         await self._p.requeue.retry(msg, delay_s, deferrals=deferrals)
