@@ -1,10 +1,10 @@
 """The event-type catalogue in memory, each JSON Schema compiled once (issue 3).
 
 Ingest checks every event's `data` against its type's schema, so the catalogue is read on
-the hot path and must never wait on the database. One dedicated connection LISTENs on
-`hookline_event_types` (migration 0001's trigger sends the changed name) and reloads that
-row; after the connection is lost it reconnects with a capped backoff and reloads
-everything, since notifications sent meanwhile are gone. Writers in the same process call
+the hot path and must never wait on the database. A `shared.changes.ChangeFollower` LISTENs
+on `hookline_event_types` (migration 0001's trigger sends the changed name) and the row is
+read again; after its connection was lost and restored everything is read again, since
+notifications sent meanwhile are gone. Writers in the same process call
 `apply()` after their write, so a type is usable the moment its API call answers.
 """
 
@@ -16,28 +16,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from shared.errors import DATABASE_ERRORS, StorageUnavailable
+from shared.changes import EVENT_TYPES, ChangeFollower, Channel
+from shared.errors import StorageUnavailable
 from shared.logging import get_logger
 from shared.sql import queries
 from shared.supervision import spawn
 
 _EVENT_TYPES_SQL = queries("event_types")
 
-CHANNEL = "hookline_event_types"
-
-_BACKOFF_FIRST_S = 0.1
-_BACKOFF_MAX_S = 5.0
-_KEEPALIVE_S = 5.0
+_RETRY_S = 1.0
+"""How soon a refresh that failed is tried again (the follower reconnects meanwhile)."""
 _MAX_ERRORS = 20
 """Schema violations reported per event: enough to fix a payload, bounded for headers."""
-_CONNECTION_ERRORS = DATABASE_ERRORS
 
 log = get_logger("event_types")
 
@@ -126,16 +122,25 @@ def entry_from_row(name: str, description: str, schema_json: str | None) -> Even
 
 
 class Catalogue:
-    """Every event type, by name. `start()` before use, `close()` after."""
+    """Every event type, by name. `start()` before use, `close()` after.
 
-    def __init__(self, database_url: str) -> None:
-        self._database_url = database_url
+    Kept fresh by a `ChangeFollower` on `hookline_event_types`: a notified name is read
+    again, and after the follower reconnected (notifications may have been lost meanwhile)
+    the whole catalogue is.
+    """
+
+    def __init__(self, database_url: str, *, service: str = "ingest") -> None:
         self._types: dict[str, EventType] = {}
         self._dirty: set[str] = set()
+        self._stale = True
+        """Everything must be read again: before the first load, and after a reconnect."""
         self._wake = asyncio.Event()
-        self._connected = False
         self._task: asyncio.Task[None] | None = None
-        self._conn: asyncpg.Connection | None = None
+        self._follower = ChangeFollower(
+            database_url,
+            service=service,
+            channels=[Channel(EVENT_TYPES, on_notify=self._on_notify, on_reset=self._on_reset)],
+        )
 
     def get(self, name: str) -> EventType | None:
         """The entry of `name`, or None when it is not in the catalogue."""
@@ -146,8 +151,9 @@ class Catalogue:
 
     @property
     def connected(self) -> bool:
-        """True while the catalogue listens for changes (a readiness check)."""
-        return self._connected
+        """True while the catalogue listens for changes and holds every type (readiness)."""
+        running = self._task is not None and not self._task.done()
+        return running and self._follower.ready() and not self._stale
 
     def apply(self, name: str, entry: EventType | None) -> None:
         """Record a change this process just wrote (None: deleted), before NOTIFY arrives."""
@@ -157,12 +163,15 @@ class Catalogue:
             self._types[name] = entry
 
     async def start(self) -> None:
-        """Connect, LISTEN and load the catalogue; raises StorageUnavailable when it cannot."""
+        """LISTEN and load the catalogue; raises StorageUnavailable when it cannot."""
+        await self._follower.start()
         try:
-            conn = await self._connect()
-        except _CONNECTION_ERRORS as exc:
-            raise StorageUnavailable(f"cannot load the event-type catalogue: {exc}") from exc
-        self._task = spawn(self._serve(conn), name="event_type_catalogue")
+            await self._refresh()
+        except StorageUnavailable:
+            await self._follower.close()
+            raise
+        log.info("event_types_loaded", count=len(self._types))
+        self._task = spawn(self._serve(), name="event_type_catalogue")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -170,66 +179,53 @@ class Catalogue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._conn is not None:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                await self._conn.close(timeout=2)
-            self._conn = None
+        await self._follower.close()
 
-    async def _connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self._database_url, timeout=10)
-        try:
-            conn.add_termination_listener(lambda _: self._wake.set())
-            # LISTEN before loading: a change made during the load is then notified too.
-            await conn.add_listener(CHANNEL, self._on_notify)
-            rows = await conn.fetch(_EVENT_TYPES_SQL["catalogue"])
-        except BaseException:
-            await conn.close()
-            raise
-        self._types = {
-            r["name"]: entry_from_row(r["name"], r["description"], r["schema"]) for r in rows
-        }
-        self._conn = conn
-        self._connected = True
-        log.info("event_types_loaded", count=len(self._types))
-        return conn
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        self._dirty.add(str(payload))
+    def _on_notify(self, name: str) -> None:
+        self._dirty.add(name)
         self._wake.set()
 
-    async def _serve(self, conn: asyncpg.Connection) -> None:
-        backoff_s = _BACKOFF_FIRST_S
-        while True:
-            try:
-                await self._follow(conn)
-            except _CONNECTION_ERRORS as exc:
-                log.warning("event_types_connection_lost", error=str(exc))
-            self._connected = False
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                await conn.close(timeout=1)
-            while True:
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, _BACKOFF_MAX_S)
-                try:
-                    conn = await self._connect()
-                    break
-                except _CONNECTION_ERRORS as exc:
-                    log.warning("event_types_reconnect_failed", error=str(exc))
-            backoff_s = _BACKOFF_FIRST_S
+    def _on_reset(self) -> None:
+        self._stale = True
+        self._wake.set()
 
-    async def _follow(self, conn: asyncpg.Connection) -> None:
-        """Reload notified rows until the connection is lost (then raise or return)."""
-        while not conn.is_closed():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _KEEPALIVE_S)
+    async def _serve(self) -> None:
+        """Read again what changed, for as long as the process lives."""
+        while True:
+            await self._wake.wait()
             self._wake.clear()
-            if not self._dirty:
-                await conn.execute("SELECT 1", timeout=_KEEPALIVE_S)
-                continue
-            names, self._dirty = sorted(self._dirty), set()
-            rows = await conn.fetch(_EVENT_TYPES_SQL["catalogue_of"], names)
-            found = {r["name"]: r for r in rows}
-            for name in names:
-                row = found.get(name)
-                entry = entry_from_row(name, row["description"], row["schema"]) if row else None
-                self.apply(name, entry)
+            try:
+                await self._refresh()
+            except StorageUnavailable as exc:
+                # The follower reconnects and resets us; until then, try again now and then.
+                log.warning("event_types_refresh_failed", error=str(exc))
+                await asyncio.sleep(_RETRY_S)
+                self._wake.set()
+
+    async def _refresh(self) -> None:
+        if self._stale:
+            self._stale, self._dirty = False, set()
+            try:
+                rows = await self._follower.run(lambda c: c.fetch(_EVENT_TYPES_SQL["catalogue"]))
+            except StorageUnavailable:
+                self._stale = True
+                raise
+            self._types = {
+                r["name"]: entry_from_row(r["name"], r["description"], r["schema"]) for r in rows
+            }
+            return
+        if not self._dirty:
+            return
+        names, self._dirty = sorted(self._dirty), set()
+        try:
+            rows = await self._follower.run(
+                lambda c: c.fetch(_EVENT_TYPES_SQL["catalogue_of"], names)
+            )
+        except StorageUnavailable:
+            self._dirty.update(names)
+            raise
+        found = {r["name"]: r for r in rows}
+        for name in names:
+            row = found.get(name)
+            entry = entry_from_row(name, row["description"], row["schema"]) if row else None
+            self.apply(name, entry)

@@ -4,7 +4,7 @@ Fanout no longer holds every subscription (issue 17): an event's routes are read
 `shared.subscriptions.load_routes` (indexed by tenant, and by pattern for untenanted rows),
 batched with every other event's misses of the moment (`shared.coalesce`), and remembered in
 a `RouteTable` of bounded size. Reads run on the LISTEN connection of
-`shared.subscription_listener`, so they are ordered with the notifications:
+`shared.changes`, so they are ordered with the notifications:
 
 - a notification drops at once every answer that lists the subscription, and queues its id;
   a task then reads the tenant of the queued rows and drops that tenant's answers (a new or
@@ -23,13 +23,13 @@ from functools import partial
 
 import asyncpg
 
+from shared.changes import SUBSCRIPTIONS, ChangeFollower, Channel
 from shared.coalesce import Coalescer
 from shared.errors import StorageUnavailable
 from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_CACHED
 from shared.route_table import DEFAULT_MAX_SIZE, RouteTable
 from shared.sql import queries
-from shared.subscription_listener import SubscriptionListener
 from shared.subscriptions import Route, RouteKey, load_routes
 
 _SUBSCRIPTIONS_SQL = queries("subscriptions")
@@ -45,8 +45,10 @@ class RoutingCache:
     ) -> None:
         self._service = service
         self._table = RouteTable(max_size)
-        self._listener = SubscriptionListener(
-            database_url, service=service, on_notify=self._on_notify, on_reset=self._on_reset
+        self._follower = ChangeFollower(
+            database_url,
+            service=service,
+            channels=[Channel(SUBSCRIPTIONS, on_notify=self._on_notify, on_reset=self._on_reset)],
         )
         self._loader: Coalescer[RouteKey, tuple[Route, ...]] = Coalescer(
             self._load, name=f"routing-cache-load-{service}"
@@ -67,7 +69,7 @@ class RoutingCache:
 
         Raises StorageUnavailable when Postgres cannot be reached at start.
         """
-        await self._listener.start()
+        await self._follower.start()
 
     async def close(self) -> None:
         """Stop listening and close the connection."""
@@ -76,16 +78,16 @@ class RoutingCache:
             await asyncio.gather(self._reload_task, return_exceptions=True)
         await self._loader.close()
         await self._fresh.close()
-        await self._listener.close()
+        await self._follower.close()
 
     def ready(self) -> bool:
         """True while the LISTEN connection is up (changes are heard)."""
-        return self._listener.ready()
+        return self._follower.ready()
 
     @property
     def connected(self) -> bool:
         """True while the LISTEN connection is up."""
-        return self._listener.connected
+        return self._follower.connected
 
     @property
     def reads(self) -> int:
@@ -100,9 +102,9 @@ class RoutingCache:
         Raises StorageUnavailable while the connection is down or the round trip failed:
         matching could then send an event to a deleted subscription or miss a new one.
         """
-        await self._listener.sync()
+        await self._follower.sync()
         await self.settle()
-        if not self._listener.ready():
+        if not self._follower.ready():
             raise StorageUnavailable("the subscription cache lost its Postgres connection")
 
     async def settle(self) -> None:
@@ -121,7 +123,7 @@ class RoutingCache:
 
         Raises StorageUnavailable as `sync()` does.
         """
-        if not self._listener.ready():
+        if not self._follower.ready():
             raise StorageUnavailable("the subscription cache is reconnecting to Postgres")
         return await self._fresh.get(keys)
 
@@ -131,11 +133,11 @@ class RoutingCache:
         while pending:
             missing = [k for k in pending if self._table.get(k) is None]
             if missing:
-                found.update(await self._listener.run(partial(self._read, keys=missing)))
+                found.update(await self._follower.run(partial(self._read, keys=missing)))
             else:
-                await self._listener.run(_probe)
+                await self._follower.run(_probe)
             await self.settle()
-            if not self._listener.connected:
+            if not self._follower.connected:
                 # A change notified meanwhile may not have dropped its tenant's answers.
                 raise StorageUnavailable("the subscription cache lost its Postgres connection")
             recheck: list[RouteKey] = []
@@ -183,7 +185,7 @@ class RoutingCache:
     # Loading and invalidation
 
     async def _load(self, keys: list[RouteKey]) -> dict[RouteKey, tuple[Route, ...]]:
-        return await self._listener.run(partial(self._read, keys=keys))
+        return await self._follower.run(partial(self._read, keys=keys))
 
     async def _read(
         self, conn: asyncpg.Connection, *, keys: list[RouteKey]
@@ -215,7 +217,7 @@ class RoutingCache:
         while self._dirty:
             ids, self._dirty = list(self._dirty), set()
             try:
-                rows = await self._listener.run(partial(_tenants_of, ids=ids))
+                rows = await self._follower.run(partial(_tenants_of, ids=ids))
             except StorageUnavailable:
                 return  # the reconnect forgets everything anyway
             for row in rows:

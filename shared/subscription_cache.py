@@ -4,7 +4,7 @@ The sender holds only the subscriptions it is delivering to, at most `max_size` 
 the whole table (issue 17: 1.7 GB at a million subscriptions). A miss is read from Postgres
 together with every other miss of the moment (`shared.coalesce`: one query for a batch
 message's deliveries, not one per delivery), on the LISTEN connection of
-`shared.subscription_listener`: a notified change drops that subscription from the LRU at
+`shared.changes`: a notified change drops that subscription from the LRU at
 once, so the next read gets the new row; a reconnect drops everything.
 """
 
@@ -15,11 +15,11 @@ from collections.abc import Collection
 
 import asyncpg
 
+from shared.changes import SUBSCRIPTIONS, ChangeFollower, Channel
 from shared.coalesce import Coalescer
 from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_CACHED
 from shared.secretbox import SecretBox
-from shared.subscription_listener import SubscriptionListener
 from shared.subscriptions import Subscription, check_secret_key, load_many
 
 DEFAULT_MAX_SIZE = 10_000
@@ -80,8 +80,10 @@ class SubscriptionCache:
         self._box = box
         self._service = service
         self._lru = SubscriptionLRU(max_size)
-        self._listener = SubscriptionListener(
-            database_url, service=service, on_notify=self._on_notify, on_reset=self._on_reset
+        self._follower = ChangeFollower(
+            database_url,
+            service=service,
+            channels=[Channel(SUBSCRIPTIONS, on_notify=self._on_notify, on_reset=self._on_reset)],
         )
         self._loader: Coalescer[str, Subscription | Exception] = Coalescer(
             self._load, name=f"subscription-cache-load-{service}"
@@ -98,26 +100,26 @@ class SubscriptionCache:
         Raises StorageUnavailable when Postgres cannot be reached at start, and
         ConfigurationError when a stored secret does not open with HOOKLINE_SECRET_KEY.
         """
-        await self._listener.start()
+        await self._follower.start()
         try:
-            await self._listener.run(lambda conn: check_secret_key(conn, self._box))
+            await self._follower.run(lambda conn: check_secret_key(conn, self._box))
         except BaseException:
-            await self._listener.close()
+            await self._follower.close()
             raise
 
     async def close(self) -> None:
         """Stop listening and close the connection; the cache keeps its last state."""
         await self._loader.close()
-        await self._listener.close()
+        await self._follower.close()
 
     def ready(self) -> bool:
         """True while the LISTEN connection is up (changes are heard)."""
-        return self._listener.ready()
+        return self._follower.ready()
 
     @property
     def connected(self) -> bool:
         """True while the LISTEN connection is up."""
-        return self._listener.connected
+        return self._follower.connected
 
     @property
     def reads(self) -> int:
@@ -164,7 +166,7 @@ class SubscriptionCache:
     # Loading and invalidation
 
     async def _load(self, subscription_ids: list[str]) -> dict[str, Subscription | Exception]:
-        return await self._listener.run(lambda conn: self._read(conn, subscription_ids))
+        return await self._follower.run(lambda conn: self._read(conn, subscription_ids))
 
     async def _read(
         self, conn: asyncpg.Connection, subscription_ids: list[str]

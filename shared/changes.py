@@ -1,20 +1,24 @@
-"""The LISTEN connection behind the subscription caches: notifications, round trips, reconnects.
+"""The one follower of database changes: a LISTEN connection, its round trips, its reconnects.
 
-One dedicated connection LISTENs on `hookline_subscriptions` (the trigger of migration 0001
-notifies the changed row's id) and carries the caches' reads, one at a time under a lock.
-Reading on the listening connection is what keeps a cache honest: Postgres sends a
-notification before the answer of any query that started after the change was committed,
-so a cache drops what the change made stale before it stores what a later query read.
+Every cache of a table (fanout's routes, the sender's subscriptions, ingest's event-type
+catalogue) is kept fresh the same way. One dedicated connection LISTENs on the channels its
+caches follow (the triggers of migration 0001 notify `hookline_subscriptions` with the
+changed row's id and `hookline_event_types` with the changed name) and carries the caches'
+reads, one at a time under a lock. Reading on the listening connection is what keeps a cache
+honest: Postgres sends a notification before the answer of any query that started after the
+change was committed, so a cache drops what the change made stale before it stores what a
+later query read.
 
-When the connection is lost, the listener reconnects with a capped backoff and calls
-`on_reset` (the cache forgets everything: notifications sent meanwhile are gone); it reports
-not ready until then.
+When the connection is lost, the follower reconnects with a capped backoff and calls every
+channel's `on_reset` (its cache forgets or reloads everything: notifications sent meanwhile
+are gone); it reports not ready until then.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -23,7 +27,10 @@ from shared.errors import DATABASE_ERRORS, StorageUnavailable
 from shared.logging import get_logger
 from shared.supervision import spawn
 
-CHANNEL = "hookline_subscriptions"
+SUBSCRIPTIONS = "hookline_subscriptions"
+"""Notified with the id of each subscription written (migration 0001)."""
+EVENT_TYPES = "hookline_event_types"
+"""Notified with the name of each event type written (migration 0001)."""
 
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
@@ -33,28 +40,26 @@ QUERY_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
 
-log = get_logger("subscription_cache")
+log = get_logger("changes")
 
 
-class SubscriptionListener:
-    """LISTENs for subscription changes and runs the caches' queries on the same connection.
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One followed channel: `on_notify(payload)` for each notification, in order;
+    `on_reset()` on every (re)connection, before the follower reports ready again."""
 
-    `on_notify(subscription_id)` is called synchronously for each notification, in order;
-    `on_reset()` on every (re)connection, before the listener reports ready again.
-    """
+    name: str
+    on_notify: Callable[[str], None]
+    on_reset: Callable[[], None]
 
-    def __init__(
-        self,
-        database_url: str,
-        *,
-        service: str,
-        on_notify: Callable[[str], None],
-        on_reset: Callable[[], None],
-    ) -> None:
+
+class ChangeFollower:
+    """LISTENs on `channels` and runs its caches' queries on the same connection."""
+
+    def __init__(self, database_url: str, *, service: str, channels: list[Channel]) -> None:
         self._database_url = database_url
         self._service = service
-        self._on_notify_cb = on_notify
-        self._on_reset = on_reset
+        self._channels = {channel.name: channel for channel in channels}
         self._conn: asyncpg.Connection | None = None
         self._connected = False
         self._closing = False
@@ -76,8 +81,8 @@ class SubscriptionListener:
             await self._connect()
         except DATABASE_ERRORS as exc:
             await self._drop_connection()
-            raise StorageUnavailable(f"cannot listen for subscription changes: {exc}") from exc
-        self._watch_task = spawn(self._watch(), name=f"subscription-cache-watch-{self._service}")
+            raise StorageUnavailable(f"cannot listen for {self._names()}: {exc}") from exc
+        self._watch_task = spawn(self._watch(), name=f"changes-watch-{self._service}")
 
     async def close(self) -> None:
         """Stop listening and close the connection."""
@@ -102,12 +107,12 @@ class SubscriptionListener:
         async with self._lock:
             conn = self._conn
             if conn is None or not self.connected:
-                raise StorageUnavailable("the subscription cache is reconnecting to Postgres")
+                raise StorageUnavailable(f"the follower of {self._names()} is reconnecting")
             try:
                 return await query(conn)
             except DATABASE_ERRORS as exc:
                 self._mark_lost(f"{type(exc).__name__}: {exc}")
-                raise StorageUnavailable(f"cannot read subscriptions: {exc}") from exc
+                raise StorageUnavailable(f"cannot read {self._names()}: {exc}") from exc
 
     async def sync(self) -> None:
         """Return once every change committed before this call has been notified.
@@ -119,17 +124,20 @@ class SubscriptionListener:
         failed: notifications may then be missing. The caller retries later.
         """
         if not self.ready():
-            raise StorageUnavailable("the subscription cache is reconnecting to Postgres")
+            raise StorageUnavailable(f"the follower of {self._names()} is reconnecting")
         waiter = self._next_sync
         if waiter is None:
             waiter = self._next_sync = asyncio.get_running_loop().create_future()
             if self._sync_task is None or self._sync_task.done():
                 self._sync_task = asyncio.create_task(
-                    self._run_syncs(), name=f"subscription-cache-sync-{self._service}"
+                    self._run_syncs(), name=f"changes-sync-{self._service}"
                 )
         await asyncio.shield(waiter)
         if not self.ready():
-            raise StorageUnavailable("the subscription cache lost its Postgres connection")
+            raise StorageUnavailable(f"the follower of {self._names()} lost its connection")
+
+    def _names(self) -> str:
+        return ", ".join(self._channels)
 
     async def _run_syncs(self) -> None:
         # Callers arriving while a round trip is out wait for the next one: the round trip
@@ -149,12 +157,14 @@ class SubscriptionListener:
             conn = await asyncpg.connect(self._database_url, timeout=QUERY_TIMEOUT_S)
             self._conn = conn
             conn.add_termination_listener(self._on_terminated)
-            await conn.add_listener(CHANNEL, self._on_notify)
+            for name in self._channels:
+                await conn.add_listener(name, self._on_notify)
             # Whatever was cached may have changed unheard while not listening.
-            self._on_reset()
+            for channel in self._channels.values():
+                channel.on_reset()
             self._connected = True
             self._lost.clear()
-        log.info("subscription_listener_connected", service=self._service)
+        log.info("change_follower_connected", service=self._service, channels=self._names())
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -173,7 +183,9 @@ class SubscriptionListener:
 
     def _mark_lost(self, reason: str) -> None:
         if not self._lost.is_set():
-            log.warning("subscription_listener_lost", service=self._service, reason=reason)
+            log.warning(
+                "change_follower_lost", service=self._service, channels=self._names(), reason=reason
+            )
         self._connected = False
         self._lost.set()
 
@@ -205,7 +217,7 @@ class SubscriptionListener:
                 await self._connect()
             except DATABASE_ERRORS as exc:
                 log.warning(
-                    "subscription_listener_reconnect_failed",
+                    "change_follower_reconnect_failed",
                     service=self._service,
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in_s=delay_s,
@@ -213,9 +225,10 @@ class SubscriptionListener:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, _BACKOFF_MAX_S)
                 continue
-            log.info("subscription_listener_reconnected", service=self._service)
+            log.info("change_follower_reconnected", service=self._service)
             return
 
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
-        if conn is self._conn:
-            self._on_notify_cb(str(payload))
+        followed = self._channels.get(channel)
+        if conn is self._conn and followed is not None:
+            followed.on_notify(str(payload))
