@@ -6,7 +6,7 @@ import asyncio
 import copy
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 import aiormq
@@ -218,13 +218,28 @@ async def publish_confirmed(
         )
 
 
+class Outgoing(NamedTuple):
+    """One message of a burst; `exchange` None: the burst's own."""
+
+    body: bytes
+    routing_key: str
+    properties: spec.Basic.Properties
+    exchange: str | None = None
+
+
 async def publish_burst(
     channel: AbstractChannel,
     exchange: str,
-    messages: Sequence[tuple[bytes, str, spec.Basic.Properties]],
+    messages: Sequence[Outgoing | tuple[bytes, str, spec.Basic.Properties]],
 ) -> list[BaseException | None]:
     """Publish (body, routing key, properties) messages at once as mandatory, straight on
     aiormq (no aio-pika `Message` and no task per message), and await all their confirms.
+    An `Outgoing` may name another exchange than the burst's (a retry queue is reached
+    through the default exchange, "").
+
+    Every confirmed publish of Hookline goes through here: the hot paths (ingest's events,
+    fanout's deliveries, the sender's retries) directly, single messages through
+    `publish_confirmed`.
 
     The hot-path alternative to `publish_confirmed`; the channel needs publisher confirms.
     Returns, per message, None once confirmed, else why not: the exception, or
@@ -236,18 +251,27 @@ async def publish_burst(
     A message whose properties have no `message_id` is published with a unique one (on a
     copy of the properties: the caller's are left alone).
     """
-    messages = [(body, key, _ensure_message_id(props)) for body, key, props in messages]
+    ready = [(m[0], m[1], _ensure_message_id(m[2]), _exchange_of(m, exchange)) for m in messages]
     underlay = await channel.get_underlay_channel()
     results = await asyncio.gather(
         *(
             underlay.basic_publish(
-                body, exchange=exchange, routing_key=key, properties=props, mandatory=True
+                body, exchange=target, routing_key=key, properties=props, mandatory=True
             )
-            for body, key, props in messages
+            for body, key, props, target in ready
         ),
         return_exceptions=True,
     )
-    return [_confirm_outcome(exchange, result) for result in results]
+    return [
+        _confirm_outcome(target, result)
+        for (_, _, _, target), result in zip(ready, results, strict=True)
+    ]
+
+
+def _exchange_of(message: Outgoing | tuple[bytes, str, spec.Basic.Properties], default: str) -> str:
+    if isinstance(message, Outgoing) and message.exchange is not None:
+        return message.exchange
+    return default
 
 
 def _unique_message_id() -> str:

@@ -8,19 +8,16 @@ aio-pika `Message` per delivery; the robust aio-pika channel still owns reconnec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
 from aiormq import spec
-from aiormq.abc import AbstractChannel as UnderlayChannel
-from aiormq.abc import ConfirmationFrameType
 
 from services.fanout.deliveries import DeliveryRow
 from shared import wire
-from shared.amqp import delivery_properties
-from shared.errors import BrokerUnavailable
+from shared.amqp import Outgoing, delivery_properties, publish_burst
 from shared.models import (
     H_ACCEPTED_AT,
     H_ATTEMPT,
@@ -78,8 +75,7 @@ class DeliveryPublisher:
                     *(self._publish(r.event, r.rows, r.parked or {}) for r in routes)
                 )
                 return
-            underlay = await self._channel.get_underlay_channel()
-            publishes: list[Awaitable[ConfirmationFrameType | None]] = []
+            publishes: list[Outgoing] = []
             straight: list[DeliveryMessage] = []
             for route in routes:
                 parked = route.parked or {}
@@ -90,7 +86,7 @@ class DeliveryPublisher:
                         straight.append(msg)
                     else:
                         props = delivery_properties(msg)
-                        publishes.append(self._send(underlay, msg.body, props, retry_queue))
+                        publishes.append(self._send(msg.body, props, retry_queue))
             sizes = _body_sizes(straight)
             for part in wire.chunks(sizes):
                 chunk = [straight[i] for i in part]
@@ -101,8 +97,8 @@ class DeliveryPublisher:
                     message_id=f"deliveries.{chunk[0].delivery_id}",
                 )
                 body = wire.encode_deliveries(chunk)
-                publishes.append(self._send(underlay, body, properties, None))
-            await _confirmed(publishes)
+                publishes.append(self._send(body, properties, None))
+            await self._confirmed(publishes)
 
     async def publish(
         self, event: EventMessage, rows: list[DeliveryRow], parked: Mapping[str, str] | None = None
@@ -125,8 +121,6 @@ class DeliveryPublisher:
     async def _publish(
         self, event: EventMessage, rows: list[DeliveryRow], parked: Mapping[str, str]
     ) -> None:
-        # Waits for the robust connection while it reconnects, within the caller's deadline.
-        underlay = await self._channel.get_underlay_channel()
         # The layout of `DeliveryMessage.properties()`: ids in basic properties, a two-entry
         # header table (encoding table entries was ~9% of fanout), shared by the event's rows.
         headers: dict[str, Any] = {H_ATTEMPT: 1, H_ACCEPTED_AT: event.accepted_at}
@@ -147,7 +141,7 @@ class DeliveryPublisher:
                     correlation_id=event.event_id,
                     message_type=event.event_type,
                 )
-                publishes.append(self._send(underlay, event.body, properties, None))
+                publishes.append(self._send(event.body, properties, None))
         for dlv_id, _, subscription_id in rows:
             retry_queue = parked.get(subscription_id)
             if retry_queue is None and len(batched) > 1:
@@ -161,37 +155,27 @@ class DeliveryPublisher:
                 message_type=event.event_type,
                 app_id=subscription_id,
             )
-            publishes.append(self._send(underlay, event.body, properties, retry_queue))
+            publishes.append(self._send(event.body, properties, retry_queue))
         # No timeout per message: one deadline for the event (above) costs far less.
-        await _confirmed(publishes)
+        await self._confirmed(publishes)
 
-    def _send(
-        self,
-        underlay: UnderlayChannel,
-        body: bytes,
-        properties: spec.Basic.Properties,
-        retry_queue: str | None,
-    ) -> Awaitable[ConfirmationFrameType | None]:
-        """Publish to the work queue, or to `retry_queue` (through the default exchange)."""
-        return underlay.basic_publish(
-            body,
-            exchange=self._exchange_name if retry_queue is None else "",
-            routing_key=SEND_ROUTING_KEY if retry_queue is None else retry_queue,
-            properties=properties,
-            # A deliveries queue deleted by hand must fail the publish (the event is then
-            # requeued), not drop the deliveries: a return is not an ack.
-            mandatory=True,
-        )
+    @staticmethod
+    def _send(body: bytes, properties: spec.Basic.Properties, retry_queue: str | None) -> Outgoing:
+        """To the work queue, or to `retry_queue` (through the default exchange)."""
+        if retry_queue is None:
+            return Outgoing(body, SEND_ROUTING_KEY, properties)
+        return Outgoing(body, retry_queue, properties, exchange="")
 
+    async def _confirmed(self, publishes: list[Outgoing]) -> None:
+        """Publish them all; raise the first failure (BrokerUnavailable for a non-ack).
 
-async def _confirmed(publishes: Sequence[Awaitable[ConfirmationFrameType | None]]) -> None:
-    """Await every publish; raise the first failure, or BrokerUnavailable for a non-ack."""
-    results = await asyncio.gather(*publishes, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-        if not isinstance(result, spec.Basic.Ack):
-            raise BrokerUnavailable(f"delivery not confirmed: {result!r}")
+        Mandatory: a deliveries queue deleted by hand must fail the publish (the event is
+        then requeued), not drop the deliveries: a return is not an ack. Waits for the
+        robust connection while it reconnects, within the caller's deadline.
+        """
+        for failure in await publish_burst(self._channel, self._exchange_name, publishes):
+            if failure is not None:
+                raise failure
 
 
 def _first_attempt(event: EventMessage, dlv_id: str, subscription_id: str) -> DeliveryMessage:

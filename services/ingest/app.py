@@ -7,8 +7,8 @@ from contextlib import AsyncExitStack
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from services.ingest.api.app import start_api
-from services.ingest.api.context import ApiContext
+from services.api.app import start_api
+from services.api.context import ApiContext
 from services.ingest.consumer import IngestConsumer
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher

@@ -25,6 +25,7 @@ from shared.amqp import (
     delivery_json_message,
     json_message,
     publish_burst,
+    publish_confirmed,
 )
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
@@ -182,9 +183,7 @@ class Publisher:
             # No confirm would come before the alarm clears: say so now (API: 503).
             raise self._unconfirmed(exchange, BlockedByBroker())
         try:
-            await asyncio.wait_for(
-                exchange.publish(message, routing_key, mandatory=True), _CONFIRM_TIMEOUT_S
-            )
+            await publish_confirmed(exchange, message, routing_key, timeout_s=_CONFIRM_TIMEOUT_S)
         except _BROKER_ERRORS as exc:
             raise self._unconfirmed(exchange, exc) from exc
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.ingest.api.schemas import encode_cursor
+from services.api.schemas import encode_cursor
 from services.ingest.publisher import H_REASON
 from shared.models import H_ERROR
 from shared.settings import Settings

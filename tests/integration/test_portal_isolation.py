@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.ingest.api.schemas import encode_cursor
+from services.api.schemas import encode_cursor
 from shared.ids import delivery_id
 from shared.settings import Settings
 from tests.integration.ingest_harness import Ingest, running_ingest

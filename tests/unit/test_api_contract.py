@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.api.app import ROUTES, openapi_document
-from services.ingest.api.auth import presented_token, token_accepted
-from services.ingest.api.problems import Problem
-from services.ingest.api.schemas import decode_cursor, encode_cursor
+from services.api.app import ROUTES, openapi_document
+from services.api.auth import presented_token, token_accepted
+from services.api.problems import Problem
+from services.api.schemas import decode_cursor, encode_cursor
 
 
 def test_token_accepted_only_for_a_configured_token() -> None:

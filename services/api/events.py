@@ -8,9 +8,9 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
-from services.ingest.api.problems import Problem
-from services.ingest.api.routing import Call, Route, json_response
-from services.ingest.api.scope import can_see
+from services.api.problems import Problem
+from services.api.routing import Call, Route, json_response
+from services.api.scope import can_see
 from services.ingest.validation import (
     REASON_NOT_JSON,
     REASON_TOO_LARGE,

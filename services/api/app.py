@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 import orjson
 from aiohttp import web
 
-from services.ingest.api import (
+from services.api import (
     deliveries,
     event_list,
     event_types,
@@ -16,12 +16,12 @@ from services.ingest.api import (
     subscriptions,
     test_events,
 )
-from services.ingest.api.auth import auth_middleware
-from services.ingest.api.context import CONTEXT, ApiContext
-from services.ingest.api.openapi import build_document
-from services.ingest.api.problems import problems_middleware
-from services.ingest.api.routing import Route, register
-from services.ingest.api.ui import add_ui_routes
+from services.api.auth import auth_middleware
+from services.api.context import CONTEXT, ApiContext
+from services.api.openapi import build_document
+from services.api.problems import problems_middleware
+from services.api.routing import Route, register
+from services.api.ui import add_ui_routes
 from shared.logging import get_logger
 from shared.ops import start_site
 

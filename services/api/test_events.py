@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.ingest.api.deliveries import Delivery, publish_all
-from services.ingest.api.routing import Call, Route, json_response
+from services.api.deliveries import Delivery, publish_all
+from services.api.routing import Call, Route, json_response
 from shared.errors import NotFound
 from shared.ids import delivery_id, new_id
 from shared.logging import get_logger

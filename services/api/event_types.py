@@ -13,8 +13,8 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.ingest.api.routing import Call, Route, json_response
-from services.ingest.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
+from services.api.routing import Call, Route, json_response
+from services.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
 from shared.errors import NotFound
 from shared.event_types import EventType as CatalogueEntry
 from shared.event_types import compile_schema, schema_error

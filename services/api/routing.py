@@ -19,9 +19,9 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from services.ingest.api.auth import PRINCIPAL, Principal
-from services.ingest.api.context import CONTEXT, ApiContext
-from services.ingest.api.problems import Problem
+from services.api.auth import PRINCIPAL, Principal
+from services.api.context import CONTEXT, ApiContext
+from services.api.problems import Problem
 from services.ingest.validation import field_errors
 
 M = TypeVar("M", bound=BaseModel)

@@ -11,12 +11,12 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.ingest.api.context import ApiContext
-from services.ingest.api.problems import invalid
-from services.ingest.api.routing import Call, Route, json_response
-from services.ingest.api.schemas import decode_cursor, encode_cursor, page_of
-from services.ingest.api.scope import forbidden_tenant, named_tenant, visible_subscription
-from services.ingest.api.subscription_models import (
+from services.api.context import ApiContext
+from services.api.problems import invalid
+from services.api.routing import Call, Route, json_response
+from services.api.schemas import decode_cursor, encode_cursor, page_of
+from services.api.scope import forbidden_tenant, named_tenant, visible_subscription
+from services.api.subscription_models import (
     SecretRotate,
     Subscription,
     SubscriptionCreate,

@@ -25,7 +25,7 @@ import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from services.ingest.api.problems import Handler, Problem
+from services.api.problems import Handler, Problem
 from shared.stores import portal_sessions
 
 PROTECTED_PREFIX = "/v1/"

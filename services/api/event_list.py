@@ -7,11 +7,11 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from services.ingest.api.events import Event
-from services.ingest.api.problems import invalid
-from services.ingest.api.routing import Call, Route, json_response
-from services.ingest.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
-from services.ingest.api.scope import named_tenant
+from services.api.events import Event
+from services.api.problems import invalid
+from services.api.routing import Call, Route, json_response
+from services.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
+from services.api.scope import named_tenant
 from shared.models import EVENT_TYPE_PATTERN
 from shared.stores import event_list as store
 

@@ -1,4 +1,4 @@
-"""`/ui/`: the web UI, plain files (HTML, ES modules, CSS) served from `services/ingest/ui`.
+"""`/ui/`: the web UI, plain files (HTML, ES modules, CSS) served from `services/api/ui`.
 
 The files are read once, at start, into memory: a handful of small files, no path from a
 request ever reaches the file system, and a fresh clone serves them with no build step.
@@ -61,7 +61,7 @@ def security_headers(frame_ancestors: str) -> dict[str, str]:
 
 def add_ui_routes(app: web.Application, frame_ancestors: str) -> None:
     """Serve the UI under `/ui/` (`/ui` redirects there)."""
-    files = _files(resources.files("services.ingest") / "ui")
+    files = _files(resources.files("services.api") / "ui")
     headers = security_headers(frame_ancestors)
 
     async def serve(request: web.Request) -> web.Response:

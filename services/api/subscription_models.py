@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from services.ingest.api.schemas import NOT_NULL, PageQuery
+from services.api.schemas import NOT_NULL, PageQuery
 from shared.errors import TargetRefused
 from shared.matching import PATTERN_RE
 from shared.models import TENANT_ID_PATTERN

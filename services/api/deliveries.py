@@ -14,11 +14,11 @@ from typing import Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.ingest.api.context import ApiContext
-from services.ingest.api.problems import invalid
-from services.ingest.api.routing import Call, Route, json_response
-from services.ingest.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
-from services.ingest.api.scope import check_delivery, visible_subscription
+from services.api.context import ApiContext
+from services.api.problems import invalid
+from services.api.routing import Call, Route, json_response
+from services.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
+from services.api.scope import check_delivery, visible_subscription
 from shared.errors import NotFound
 from shared.logging import get_logger
 from shared.models import DeliveryMessage, webhook_body

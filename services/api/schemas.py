@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.ingest.api.problems import invalid
+from services.api.problems import invalid
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from services.ingest.api.problems import PROBLEM_CONTENT_TYPE
-from services.ingest.api.routing import Route
-from services.ingest.api.schemas import ProblemDetails
+from services.api.problems import PROBLEM_CONTENT_TYPE
+from services.api.routing import Route
+from services.api.schemas import ProblemDetails
 
 _REF = "#/components/schemas/{model}"
 _PROBLEM_REF = _REF.format(model="ProblemDetails")

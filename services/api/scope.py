@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.ingest.api.problems import Problem
-from services.ingest.api.routing import Call
+from services.api.problems import Problem
+from services.api.routing import Call
 from shared.errors import NotFound
 from shared.stores import subscriptions as subscription_store
 from shared.stores.tenancy import delivery_tenant

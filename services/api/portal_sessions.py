@@ -13,8 +13,8 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.ingest.api.auth import new_portal_token, token_hash
-from services.ingest.api.routing import Call, Route, json_response
+from services.api.auth import new_portal_token, token_hash
+from services.api.routing import Call, Route, json_response
 from shared.durations import parse_duration_s
 from shared.errors import NotFound
 from shared.ids import new_id
