@@ -159,20 +159,33 @@ class Topology:
     def retry_queues(self) -> tuple[Queue, ...]:
         return tuple(self.retry_queue(d) for d in sorted(set(self.retry_delays_s)))
 
-    # What each service declares
+    # What each service declares: the objects it consumes, and every queue it publishes
+    # into. A publish is mandatory, so a queue that its consumer has not declared yet must
+    # exist already: events published before fanout first starts wait in `{ns}.fanout`
+    # instead of being unroutable, and so on down the path.
     def for_ingest(self) -> tuple[list[Exchange], list[Queue]]:
+        """Its own queues, fanout's queue (events), the deliveries queue (the API's
+        retries and test events)."""
         return (
-            [self.ingest_exchange, self.events_exchange],
-            [self.ingest_queue, self.rejected_queue],
+            [self.ingest_exchange, self.events_exchange, self.deliveries_exchange],
+            [self.ingest_queue, self.rejected_queue, self.fanout_queue, self.deliveries_queue],
         )
 
     def for_fanout(self) -> tuple[list[Exchange], list[Queue]]:
+        """Its own queues, the deliveries queue, and the retry queues: deliveries to a
+        parked target go straight to one (services/sender/park.py)."""
         return (
             [self.events_exchange, self.deliveries_exchange],
-            [self.fanout_queue, self.fanout_rejected_queue, self.deliveries_queue],
+            [
+                self.fanout_queue,
+                self.fanout_rejected_queue,
+                self.deliveries_queue,
+                *self.retry_queues,
+            ],
         )
 
     def for_sender(self) -> tuple[list[Exchange], list[Queue]]:
+        """The deliveries queue, the dead queue and the retry queues."""
         return (
             [self.deliveries_exchange],
             [self.deliveries_queue, self.dead_queue, *self.retry_queues],

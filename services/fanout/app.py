@@ -45,9 +45,6 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         # Mandatory publishes that no queue takes raise instead of passing as confirmed.
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare(publish_channel, *topology.for_fanout())
-        # Deliveries of a parked subscription go straight to a retry queue (see
-        # services.sender.park); the sender declares them too, with the same arguments.
-        await declare(publish_channel, [], list(topology.retry_queues))
         writer: BatchWriter[DeliveryRow] = BatchWriter(
             partial(insert_deliveries, pool),
             name="deliveries",

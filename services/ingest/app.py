@@ -23,22 +23,9 @@ from shared.secretbox import SecretBox
 from shared.settings import Settings
 from shared.supervision import spawn
 from shared.targets import TargetPolicy
-from shared.topology import Exchange, Queue, Topology, topology_of
+from shared.topology import topology_of
 
 log = get_logger("ingest")
-
-
-def ingest_topology(topology: Topology) -> tuple[list[Exchange], list[Queue]]:
-    """What ingest declares: its own objects, plus the queues it publishes into.
-
-    Declaring fanout's queue means events published before fanout first starts wait there
-    instead of being unroutable; the deliveries queue takes manual retries the same way.
-    """
-    exchanges, queues = topology.for_ingest()
-    return (
-        [*exchanges, topology.deliveries_exchange],
-        [*queues, topology.fanout_queue, topology.deliveries_queue],
-    )
 
 
 def _alive(connection: AbstractRobustConnection, channel: AbstractChannel) -> bool:
@@ -60,7 +47,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         connection = await connect(settings, "ingest")
         stack.push_async_callback(connection.close)
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchanges, _ = await declare(publish_channel, *ingest_topology(topology))
+        exchanges, _ = await declare(publish_channel, *topology.for_ingest())
 
         publisher = Publisher(
             publish_channel,

@@ -12,7 +12,6 @@ import aio_pika
 import orjson
 import pytest
 
-from services.ingest.app import ingest_topology
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
 from shared.amqp import declare
@@ -37,7 +36,7 @@ async def _replica(settings: Settings) -> AsyncIterator[Intake]:
         connection = await aio_pika.connect(AMQP_URL)
         stack.push_async_callback(connection.close)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchanges, _ = await declare(channel, *ingest_topology(topology))
+        exchanges, _ = await declare(channel, *topology.for_ingest())
         intake = Intake(pool, Publisher(channel, topology, exchanges))
         intake.start()
         stack.push_async_callback(intake.close)
