@@ -111,27 +111,28 @@ async def exists(conn: Connection, name: str) -> bool:
 
 async def lock(conn: Connection, names: Sequence[str]) -> None:
     """Hold these partitions exclusively until the transaction ends."""
-    await conn.execute(_naming("lock_partitions", *names))
+    await conn.execute(_on(_PARTITIONS_SQL["lock_partitions"], *names))
 
 
 async def has_pending(conn: Connection, deliveries_partition: str) -> bool:
     """Whether a delivery of this partition of `deliveries` is pending."""
-    return bool(await conn.fetchval(_naming("pending_in", deliveries_partition)))
+    pending: bool = await conn.fetchval(_on(_PARTITIONS_SQL["pending_in"], deliveries_partition))
+    return pending
 
 
 async def has_pending_attempts(conn: Connection, attempts_partition: str) -> bool:
     """Whether a pending delivery (of any day) has an attempt in this attempts partition."""
-    return bool(await conn.fetchval(_naming("pending_attempts_in", attempts_partition)))
+    statement = _on(_PARTITIONS_SQL["pending_attempts_in"], attempts_partition)
+    pending: bool = await conn.fetchval(statement)
+    return pending
 
 
 async def drop(conn: Connection, partition: str) -> int:
     """Drop a partition; returns the rows it held (estimated, counted if never analyzed)."""
-    estimate: int | None = await conn.fetchval(_PARTITIONS_SQL["estimated_rows"], partition)
-    # None: never analyzed, so small enough to count.
-    rows: int = (
-        estimate if estimate is not None else await conn.fetchval(_naming("count_rows", partition))
-    )
-    await conn.execute(_naming("drop", partition))
+    rows: int | None = await conn.fetchval(_PARTITIONS_SQL["estimated_rows"], partition)
+    if rows is None:  # never analyzed: small enough to count
+        rows = await conn.fetchval(_on(_PARTITIONS_SQL["count_rows"], partition))
+    await conn.execute(_on(_PARTITIONS_SQL["drop"], partition))
     return rows
 
 
@@ -140,7 +141,7 @@ async def oldest_rows(conn: Connection) -> dict[str, datetime | None]:
     return {table: await conn.fetchval(sql) for table, sql in _OLDEST.items()}
 
 
-def _naming(statement: str, *partitions: str) -> str:
-    """The statement `statement` naming `partitions` (`{partition}` the first of them)."""
+def _on(statement: str, *partitions: str) -> str:
+    """`statement` naming `partitions` (`{partition}` is the first of them)."""
     quoted = [quote_identifier(name) for name in partitions]
-    return _PARTITIONS_SQL[statement].format(partition=quoted[0], partitions=", ".join(quoted))
+    return statement.format(partition=quoted[0], partitions=", ".join(quoted))
