@@ -1,5 +1,7 @@
 """What waits where: queue depths and consumers from the broker, pending work from Postgres.
 
+The broker is sampled here, Postgres by `shared/stores/ops.py` (`database_sample`).
+
 Exported through `BACKLOG`, a collector of the metrics registry that shows the last sample of
 the process that took it (`shared.sampler`, one process per deployment) and nothing in the
 others: a panel or alert takes `max` over the series of all pods, and a stale zero of a
@@ -14,16 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aio_pika
-import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared.metrics import REGISTRY
-from shared.sql import queries
+from shared.stores.ops import DatabaseSample
 from shared.topology import Topology
-
-_OPS_SQL = queries("ops")
 
 WORK, RETRY, DEAD, REJECTED = "work", "retry", "dead", "rejected"
 
@@ -35,14 +34,6 @@ class QueueSample:
     """`work` (a service consumes it), `retry`, `dead` or `rejected` (none, by design)."""
     messages_ready: int
     consumers: int
-
-
-@dataclass(frozen=True)
-class DatabaseSample:
-    oldest_pending_age_s: float
-    """Age of the oldest delivery not yet attempted (0 when none waits)."""
-    subscriptions_failing: int
-    subscriptions_parked: int
 
 
 def queue_kinds(topology: Topology) -> list[tuple[str, str]]:
@@ -82,17 +73,6 @@ async def sample_queues(
             QueueSample(name, kind, result.message_count or 0, result.consumer_count or 0)
         )
     return samples, channel
-
-
-async def sample_database(conn: asyncpg.Connection) -> DatabaseSample:
-    """One query, served by partial indexes (migration 0040): cheap at any table size.
-
-    The oldest pending delivery is read as the first entry of its index (ORDER BY ... LIMIT
-    1), not as min() over every pending row, which a large backlog would make slow.
-    """
-    row = await conn.fetchrow(_OPS_SQL["database_sample"])
-    assert row is not None
-    return DatabaseSample(max(0.0, row["oldest_pending_s"]), row["failing"], row["parked"])
 
 
 class BacklogCollector(Collector):

@@ -1,4 +1,10 @@
-"""The asyncpg pool, and `hookline migrate`: create the database, apply versioned SQL files."""
+"""The asyncpg pool, and `hookline migrate`: create the database, apply versioned SQL files.
+
+The migrator is the one owner of `schema_migrations` and of creating and dropping the
+database (`shared/sql/schema_migrations.sql`). It runs them here rather than through a
+store of `shared/stores/`, because none goes through the pool: the migrator's session holds
+its advisory lock for the whole run, and a database is created and dropped from `postgres`.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,17 @@ import orjson
 
 from shared.errors import StorageUnavailable
 from shared.logging import get_logger
-from shared.sql import queries
+from shared.sql import queries, quote_identifier
 
-_MIGRATIONS_SQL = queries("schema_migrations")
+_MIGRATIONS_SQL = queries("schema_migrations").require(
+    "lock",
+    "create_table",
+    "applied",
+    "record",
+    "database_exists",
+    "create_database",
+    "drop_database",
+)
 
 log = get_logger("db")
 
@@ -78,7 +92,9 @@ async def create_database_if_missing(database_url: str) -> bool:
         if exists:
             return False
         try:
-            await conn.execute(_MIGRATIONS_SQL["create_database"].format(database=_quote(name)))
+            await conn.execute(
+                _MIGRATIONS_SQL["create_database"].format(database=quote_identifier(name))
+            )
         except asyncpg.DuplicateDatabaseError:
             return False
         return True
@@ -86,16 +102,12 @@ async def create_database_if_missing(database_url: str) -> bool:
         await conn.close()
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 async def drop_database(database_url: str) -> None:
     """Drop the database named in the URL (tests clean up with it)."""
     admin_url, name = _split_database(database_url)
     conn = await asyncpg.connect(admin_url)
     try:
-        await conn.execute(_MIGRATIONS_SQL["drop_database"].format(database=_quote(name)))
+        await conn.execute(_MIGRATIONS_SQL["drop_database"].format(database=quote_identifier(name)))
     finally:
         await conn.close()
 

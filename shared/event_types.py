@@ -25,10 +25,8 @@ from jsonschema.validators import validator_for
 from shared.changes import EVENT_TYPES, ChangeFollower, Channel
 from shared.errors import StorageUnavailable
 from shared.logging import get_logger
-from shared.sql import queries
+from shared.stores import event_types as store
 from shared.supervision import spawn
-
-_EVENT_TYPES_SQL = queries("event_types")
 
 _RETRY_S = 1.0
 """How soon a refresh that failed is tried again (the follower reconnects meanwhile)."""
@@ -206,7 +204,7 @@ class Catalogue:
         if self._stale:
             self._stale, self._dirty = False, set()
             try:
-                rows = await self._follower.run(lambda c: c.fetch(_EVENT_TYPES_SQL["catalogue"]))
+                rows = await self._follower.run(store.catalogue)
             except StorageUnavailable:
                 self._stale = True
                 raise
@@ -218,9 +216,7 @@ class Catalogue:
             return
         names, self._dirty = sorted(self._dirty), set()
         try:
-            rows = await self._follower.run(
-                lambda c: c.fetch(_EVENT_TYPES_SQL["catalogue_of"], names)
-            )
+            rows = await self._follower.run(lambda c: store.catalogue_of(c, names))
         except StorageUnavailable:
             self._dirty.update(names)
             raise

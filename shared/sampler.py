@@ -27,16 +27,14 @@ import aio_pika
 import asyncpg
 
 from shared import __version__
-from shared.backlog import BACKLOG, queue_kinds, sample_database, sample_queues
+from shared.backlog import BACKLOG, queue_kinds, sample_queues
 from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import BUILD_INFO
 from shared.ops import Readiness
 from shared.settings import Settings
-from shared.sql import queries
+from shared.stores.ops import database_sample, try_sampler_lock
 from shared.topology import Topology
-
-_OPS_SQL = queries("ops")
 
 log = get_logger("sampler")
 
@@ -106,7 +104,7 @@ async def _lead(settings: Settings, interval_s: float) -> None:
     try:
         # A standby: one cheap query per interval until the leader goes.
         while True:
-            if await conn.fetchval(_OPS_SQL["try_sampler_lock"], SAMPLER_LOCK_KEY):
+            if await try_sampler_lock(conn, SAMPLER_LOCK_KEY):
                 break
             await asyncio.sleep(interval_s)
         await _sample_while_leading(settings, conn, interval_s)
@@ -130,7 +128,7 @@ async def _sample_while_leading(
         channel = await amqp.channel()
         while True:
             samples, channel = await sample_queues(amqp, channel, queues)
-            BACKLOG.update(samples, await sample_database(conn))
+            BACKLOG.update(samples, await database_sample(conn))
             await asyncio.sleep(interval_s)
     finally:
         # Only the leader touches the figures: a standby (another component of the same

@@ -12,6 +12,9 @@ advisory lock keeps replicas of ingest taking turns. Every pass (each minute):
   pending delivery has an attempt among them: `DROP TABLE`, no row-by-row DELETE;
 - deletes the idempotency keys past their window (small rows, in bounded batches);
 - publishes rows, bytes, oldest row and partitions per table (`hookline_table_*`).
+
+This module is the policy; the statements and the DDL it runs are `shared/stores/partitions.py`'s
+and `shared/stores/idempotency_keys.py`'s.
 """
 
 from __future__ import annotations
@@ -32,11 +35,8 @@ from shared.metrics import (
     TABLE_ROWS,
     TABLE_SIZE,
 )
-from shared.sql import queries
-from shared.stores import Connection, connection, transaction
-
-_IDEMPOTENCY_KEYS_SQL = queries("idempotency_keys")
-_PARTITIONS_SQL = queries("partitions")
+from shared.stores import Connection, connection, idempotency_keys, partitions, transaction
+from shared.stores.partitions import PARTITIONED, Period
 
 log = get_logger("retention")
 
@@ -50,25 +50,6 @@ _LOCK_TIMEOUT = "5s"
 """DDL waits this long for its lock, then gives up until the next pass, so a long query on
 a table never queues every other query behind a waiting DROP or CREATE."""
 _PASS_ERRORS: tuple[type[BaseException], ...] = (StorageUnavailable, *DATABASE_ERRORS)
-PARTITIONED = ("events", "deliveries", "delivery_attempts")
-
-_OLDEST = {
-    "events": _PARTITIONS_SQL["oldest_event"],
-    "deliveries": _PARTITIONS_SQL["oldest_delivery"],
-    "delivery_attempts": _PARTITIONS_SQL["oldest_attempt"],
-    "idempotency_keys": _PARTITIONS_SQL["oldest_idempotency_key"],
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    """The partitions of one day (`suffix` `_pYYYYMMDD`) or of the legacy rows (`_legacy`)."""
-
-    suffix: str
-    ends_at: datetime
-
-    def name(self, table: str) -> str:
-        return table + self.suffix
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,29 +99,15 @@ class Retention:
         async with transaction(self._pool) as conn:
             if not await _take_lock(conn):
                 return 0
-            made: int = await conn.fetchval(_PARTITIONS_SQL["ensure"], DAYS_AHEAD)
-            return made
-
-    async def _periods(self) -> list[Period]:
-        """The periods any table still has partitions of, oldest first."""
-        async with connection(self._pool) as conn:
-            rows = await conn.fetch(_PARTITIONS_SQL["list"], list(PARTITIONED))
-            legacy_until = await conn.fetchval(_PARTITIONS_SQL["legacy_until"])
-        periods: dict[str, Period] = {}
-        for row in rows:
-            suffix = row["name"].removeprefix(row["parent"])
-            if suffix == "_legacy" and legacy_until is not None:
-                periods[suffix] = Period(suffix, legacy_until)
-            elif suffix.startswith("_p"):
-                day = datetime.strptime(suffix[2:], "%Y%m%d").replace(tzinfo=UTC)
-                periods[suffix] = Period(suffix, day + timedelta(days=1))
-        return sorted(periods.values(), key=lambda p: p.ends_at)
+            return await partitions.ensure(conn, DAYS_AHEAD)
 
     async def _drop_expired(self, now: datetime) -> tuple[list[str], list[str]]:
         cutoff = now - timedelta(seconds=self._retention_s)
         dropped: list[str] = []
         kept: list[str] = []
-        for period in await self._periods():
+        async with connection(self._pool) as conn:
+            periods = await partitions.periods(conn)
+        for period in periods:
             if period.ends_at > cutoff:
                 break
             async with transaction(self._pool) as conn:
@@ -157,10 +124,7 @@ class Retention:
         purged = 0
         for _ in range(KEY_PURGE_BATCHES_PER_PASS):
             async with connection(self._pool) as conn:
-                status = await conn.execute(
-                    _IDEMPOTENCY_KEYS_SQL["purge_expired"], self._window_s, KEY_PURGE_BATCH
-                )
-            count = int(status.split()[-1])
+                count = await idempotency_keys.purge_expired(conn, self._window_s, KEY_PURGE_BATCH)
             purged += count
             if count < KEY_PURGE_BATCH:
                 break
@@ -171,25 +135,23 @@ class Retention:
     async def measure(self) -> None:
         """Publish rows, bytes, partitions and oldest row of each table."""
         async with connection(self._pool) as conn:
-            rows = await conn.fetch(_PARTITIONS_SQL["list"], list(PARTITIONED))
-            keys = await conn.fetchrow(_IDEMPOTENCY_KEYS_SQL["size"])
-            assert keys is not None
-            oldest = {table: await conn.fetchval(sql) for table, sql in _OLDEST.items()}
+            found = await partitions.list_partitions(conn)
+            key_rows, key_bytes = await idempotency_keys.size(conn)
+            oldest = await partitions.oldest_rows(conn)
         for table in PARTITIONED:
-            mine = [r for r in rows if r["parent"] == table]
-            TABLE_ROWS.labels(table).set(sum(r["rows"] for r in mine))
-            TABLE_SIZE.labels(table).set(sum(r["bytes"] for r in mine))
+            mine = [p for p in found if p.parent == table]
+            TABLE_ROWS.labels(table).set(sum(p.rows for p in mine))
+            TABLE_SIZE.labels(table).set(sum(p.bytes for p in mine))
             TABLE_PARTITIONS.labels(table).set(len(mine))
-        TABLE_ROWS.labels("idempotency_keys").set(keys["rows"])
-        TABLE_SIZE.labels("idempotency_keys").set(keys["bytes"])
+        TABLE_ROWS.labels("idempotency_keys").set(key_rows)
+        TABLE_SIZE.labels("idempotency_keys").set(key_bytes)
         for table, at in oldest.items():
             TABLE_OLDEST.labels(table).set(at.timestamp() if at is not None else 0)
 
 
 async def _take_lock(conn: Connection) -> bool:
     """This replica's turn for DDL (until the transaction ends); False while another has it."""
-    row = await conn.fetchrow(_PARTITIONS_SQL["take_ddl_lock"], _LOCK_TIMEOUT, _LOCK_ID)
-    return bool(row and row["taken"])
+    return await partitions.take_ddl_lock(conn, _LOCK_ID, _LOCK_TIMEOUT)
 
 
 async def _drop_period(conn: Connection, period: Period) -> tuple[list[str], bool]:
@@ -201,17 +163,13 @@ async def _drop_period(conn: Connection, period: Period) -> tuple[list[str], boo
     so no delivery becomes pending again (a manual retry) between the look and the drop.
     """
     names = {table: period.name(table) for table in PARTITIONED}
-    present = {
-        table: name
-        for table, name in names.items()
-        if await conn.fetchval(_PARTITIONS_SQL["exists"], name)
-    }
+    present = {table: name for table, name in names.items() if await partitions.exists(conn, name)}
     if not present:
         return [], False
     pending, keep_attempts = await _still_needed(conn, present)
     if pending and keep_attempts:
         return [], True
-    await conn.execute(_on(_PARTITIONS_SQL["lock_partitions"], *present.values()))
+    await partitions.lock(conn, list(present.values()))
     pending, keep_attempts = await _still_needed(conn, present)
     dropped: list[str] = []
     if not pending:
@@ -230,32 +188,15 @@ async def _still_needed(conn: Connection, present: dict[str, str]) -> tuple[bool
     one among them, or there is no attempts partition to drop)."""
     pending = False
     if "deliveries" in present:
-        pending = await conn.fetchval(_on(_PARTITIONS_SQL["pending_in"], present["deliveries"]))
-    keep_attempts = False
+        pending = await partitions.has_pending(conn, present["deliveries"])
+    keep_attempts = True
     if "delivery_attempts" in present:
-        keep_attempts = await conn.fetchval(
-            _on(_PARTITIONS_SQL["pending_attempts_in"], present["delivery_attempts"])
-        )
-    else:
-        keep_attempts = True
+        keep_attempts = await partitions.has_pending_attempts(conn, present["delivery_attempts"])
     return pending, keep_attempts
 
 
 async def _drop(conn: Connection, table: str, partition: str) -> None:
-    rows = await conn.fetchval(_PARTITIONS_SQL["estimated_rows"], partition)
-    if rows is None:  # never analyzed: small enough to count
-        rows = await conn.fetchval(_on(_PARTITIONS_SQL["count_rows"], partition))
-    await conn.execute(_on(_PARTITIONS_SQL["drop"], partition))
+    rows = await partitions.drop(conn, partition)
     RETENTION_PARTITIONS_DROPPED.labels(table).inc()
     RETENTION_ROWS_DROPPED.labels(table).inc(rows)
     log.info("retention_partition_dropped", table=table, partition=partition, rows=rows)
-
-
-def _on(statement: str, *partitions: str) -> str:
-    """`statement` naming `partitions` (names this module made, quoted all the same)."""
-    quoted = [_quote(name) for name in partitions]
-    return statement.format(partition=quoted[0], partitions=", ".join(quoted))
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

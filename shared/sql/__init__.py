@@ -13,6 +13,10 @@ whose parameter number differs between statements. Files are read once, at impor
 
 A name that is not in the file raises `KeyError` naming the file, at import of the module
 that asks for it (`Queries.require`), not at the first query.
+
+A statement that names a table or a database, which a parameter cannot carry, writes it as
+`{partition}` or `{database}`; its owner fills it in with `quote_identifier`, the one quoting
+of identifiers in Hookline.
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ def parse(file: str, text: str) -> Queries:
 def queries(table: str) -> Queries:
     """The statements of `shared/sql/<table>.sql`, read once."""
     return parse(f"{table}.sql", _read(table))
+
+
+def quote_identifier(name: str) -> str:
+    """`name` as a Postgres identifier, quoted (a `"` inside doubled): safe for any name."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _read(table: str) -> str:

@@ -24,8 +24,8 @@ UPDATE event_types SET
     updated_at = now()
 WHERE name = $1 RETURNING {{columns}}
 
--- The catalogue as the validating cache holds it (shared/event_types.py): the schema as
--- text, compiled there.
+-- The catalogue as the validating cache (shared/event_types.py) holds it, read on its
+-- follower's connection: the schema as text, compiled there.
 -- name: catalogue
 SELECT name, description, schema::text AS schema FROM event_types
 

@@ -1,4 +1,6 @@
 -- idempotency_keys: (tenant scope, key) -> event, kept for HOOKLINE_IDEMPOTENCY_WINDOW.
+-- Written with its event (insert_many in events.sql); purged and measured here
+-- (shared/stores/idempotency_keys.py, for services/ingest/retention.py).
 
 -- name: purge_expired
 DELETE FROM idempotency_keys k

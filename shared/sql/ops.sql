@@ -1,4 +1,4 @@
--- What the sampler reads for the backlog metrics (shared/backlog.py, shared/sampler.py).
+-- What the sampler reads for the backlog metrics (shared/stores/ops.py, for shared/sampler.py).
 
 -- name: database_sample
 SELECT

@@ -1,5 +1,5 @@
--- Daily partitions of events, deliveries and delivery_attempts (services/ingest/retention.py
--- decides when; these read the catalogue and make partitions ahead).
+-- Daily partitions of events, deliveries and delivery_attempts, run by shared/stores/partitions.py
+-- (services/ingest/retention.py decides when; these read the catalogue and make partitions ahead).
 
 -- name: ensure
 SELECT hookline_ensure_partitions((now() AT TIME ZONE 'UTC')::date - 1,
@@ -42,7 +42,7 @@ SELECT set_config('lock_timeout', $1, true), pg_try_advisory_xact_lock($2) AS ta
 SELECT to_regclass($1) IS NOT NULL
 
 -- The statements below name one partition, which a parameter cannot: `{partition}` (and
--- `{partitions}`) are filled in by services/ingest/retention.py with quoted names it made.
+-- `{partitions}`) are filled in by shared/stores/partitions.py, quoted.
 -- name: lock_partitions
 LOCK TABLE {partitions} IN ACCESS EXCLUSIVE MODE
 

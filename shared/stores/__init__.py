@@ -1,7 +1,10 @@
 """Repositories: the SQL of each table, one module per table, shared by every service.
 
-Every query goes through `connection()` or `transaction()`, the one place where a database
-that cannot be reached becomes `StorageUnavailable` (the API's 503, the consumer's requeue).
+Every query on the pool goes through `connection()` or `transaction()`, the one place where a
+database that cannot be reached becomes `StorageUnavailable` (the API's 503, the consumer's
+requeue). A function that takes a `Connection` runs on its caller's: a transaction the caller
+spans over several calls (retention's DDL), or a connection of its own that the caller
+guards (the change follower's, the backlog sampler's).
 """
 
 from __future__ import annotations

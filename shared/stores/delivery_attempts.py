@@ -9,7 +9,7 @@ import asyncpg
 from shared.sql import queries
 from shared.stores import Connection
 
-_DELIVERY_ATTEMPTS_SQL = queries("delivery_attempts")
+_DELIVERY_ATTEMPTS_SQL = queries("delivery_attempts").require("of_delivery")
 
 COLUMNS = (
     "delivery_id",

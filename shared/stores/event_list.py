@@ -9,8 +9,8 @@ import asyncpg
 from shared.sql import queries
 from shared.stores import connection
 
-_DELIVERIES_SQL = queries("deliveries")
-_EVENTS_SQL = queries("events")
+_DELIVERIES_SQL = queries("deliveries").require("counts_by_event")
+_EVENTS_SQL = queries("events").require("list_page")
 
 
 async def list_page(

@@ -1,4 +1,8 @@
-"""The event-type catalogue's rows."""
+"""The event-type catalogue's rows: the API's reads and writes, and the validating cache's.
+
+The cache (`shared.event_types.Catalogue`) reads on its change follower's connection, so
+`catalogue` and `catalogue_of` take a connection where the others take the pool.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import asyncpg
 
 from shared.errors import Conflict
 from shared.sql import queries
-from shared.stores import connection
+from shared.stores import Connection, connection
 
-_EVENT_TYPES_SQL = queries("event_types")
+_EVENT_TYPES_SQL = queries("event_types").require(
+    "insert", "get", "list", "update", "delete", "catalogue", "catalogue_of"
+)
 
 _SETTABLE = frozenset({"description", "schema"})
 
@@ -54,3 +60,13 @@ async def update(pool: asyncpg.Pool, name: str, changes: dict[str, Any]) -> asyn
 async def delete(pool: asyncpg.Pool, name: str) -> bool:
     async with connection(pool) as conn:
         return await conn.execute(_EVENT_TYPES_SQL["delete"], name) != "DELETE 0"
+
+
+async def catalogue(conn: Connection) -> list[asyncpg.Record]:
+    """Every type as the cache holds it: name, description, schema as JSON text (or None)."""
+    return list(await conn.fetch(_EVENT_TYPES_SQL["catalogue"]))
+
+
+async def catalogue_of(conn: Connection, names: list[str]) -> list[asyncpg.Record]:
+    """`catalogue`'s rows of these names; a name without a row was deleted."""
+    return list(await conn.fetch(_EVENT_TYPES_SQL["catalogue_of"], names))

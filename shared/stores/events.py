@@ -20,8 +20,10 @@ from shared.models import EventIn
 from shared.sql import queries
 from shared.stores import connection
 
-_DELIVERIES_SQL = queries("deliveries")
-_EVENTS_SQL = queries("events")
+_DELIVERIES_SQL = queries("deliveries").require("of_event")
+_EVENTS_SQL = queries("events").require(
+    "insert_many", "by_keys", "claim", "release_claims", "dispatch_state", "mark_dispatched", "get"
+)
 
 
 DEFAULT_WINDOW_S = 86400.0

@@ -14,7 +14,7 @@ import asyncpg
 from shared.sql import queries
 from shared.stores import connection
 
-_PORTAL_SESSIONS_SQL = queries("portal_sessions")
+_PORTAL_SESSIONS_SQL = queries("portal_sessions").require("insert", "live", "revoke", "prune")
 
 
 @dataclass(frozen=True, slots=True)

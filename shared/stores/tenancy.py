@@ -15,8 +15,8 @@ import asyncpg
 from shared.sql import queries
 from shared.stores import connection
 
-_SUBSCRIPTIONS_SQL = queries("subscriptions")
-_TENANCY_SQL = queries("tenancy")
+_SUBSCRIPTIONS_SQL = queries("subscriptions").require("tenants")
+_TENANCY_SQL = queries("tenancy").require("delivery_tenant")
 
 
 async def delivery_tenant(pool: asyncpg.Pool, delivery_id: str) -> tuple[bool, str | None]:

@@ -14,8 +14,8 @@ from shared.sql import queries
 from shared.stores import transaction
 from shared.stores.deliveries import Resend, lock_subscription
 
-_DELIVERIES_SQL = queries("deliveries")
-_EVENTS_SQL = queries("events")
+_DELIVERIES_SQL = queries("deliveries").require("insert_test_delivery")
+_EVENTS_SQL = queries("events").require("insert_test_event")
 
 TEST_EVENT_TYPE = "hookline.test"
 

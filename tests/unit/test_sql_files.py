@@ -6,7 +6,7 @@ from importlib import resources
 
 import pytest
 
-from shared.sql import parse, queries
+from shared.sql import parse, queries, quote_identifier
 
 _FILES = sorted(
     entry.name.removesuffix(".sql")
@@ -77,3 +77,8 @@ UPDATE subscriptions SET secret = $2 WHERE id = $1 AND {{in_scope scope=$3}}
 
     assert parsed["get"].endswith("AND ($2::text IS NULL OR tenant_id = $2)")
     assert parsed["rotate"].endswith("AND ($3::text IS NULL OR tenant_id = $3)")
+
+
+def test_an_identifier_is_quoted_with_its_quotes_doubled() -> None:
+    assert quote_identifier("events_p20240101") == '"events_p20240101"'
+    assert quote_identifier('a"; DROP TABLE events; --') == '"a""; DROP TABLE events; --"'
