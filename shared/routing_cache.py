@@ -1,9 +1,9 @@
 """Fanout's matching: (tenant, event type) -> routes, read from Postgres through a bounded cache.
 
 Fanout no longer holds every subscription (issue 17): an event's routes are read by
-`shared.subscriptions.load_routes` (indexed by tenant, and by pattern for untenanted rows),
-batched with every other event's misses of the moment (`shared.coalesce`), and remembered in
-a `RouteTable` of bounded size. Reads run on the LISTEN connection of
+`shared.stores.subscriptions.load_routes` (indexed by tenant, and by pattern for untenanted
+rows), batched with every other event's misses of the moment (`shared.coalesce`), and
+remembered in a `RouteTable` of bounded size. Reads run on the LISTEN connection of
 `shared.changes`, so they are ordered with the notifications:
 
 - a notification drops at once every answer that lists the subscription, and queues its id;
@@ -29,10 +29,8 @@ from shared.errors import StorageUnavailable
 from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_CACHED
 from shared.route_table import DEFAULT_MAX_SIZE, RouteTable
-from shared.sql import queries
-from shared.subscriptions import Route, RouteKey, load_routes
-
-_SUBSCRIPTIONS_SQL = queries("subscriptions")
+from shared.stores import subscriptions as subscription_store
+from shared.subscriptions import Route, RouteKey
 
 log = get_logger("subscription_cache")
 
@@ -192,7 +190,7 @@ class RoutingCache:
     ) -> dict[RouteKey, tuple[Route, ...]]:
         self._notified, self._loading = False, True
         try:
-            found = await load_routes(conn, keys)
+            found = await subscription_store.load_routes(conn, keys)
         finally:
             self._loading = False
         # No await from here on: a notification now comes after these are stored.
@@ -217,22 +215,20 @@ class RoutingCache:
         while self._dirty:
             ids, self._dirty = list(self._dirty), set()
             try:
-                rows = await self._follower.run(partial(_tenants_of, ids=ids))
+                tenants = await self._follower.run(
+                    partial(subscription_store.tenants_of, subscription_ids=ids)
+                )
             except StorageUnavailable:
                 return  # the reconnect forgets everything anyway
-            for row in rows:
-                self._table.forget_tenant(row["tenant_id"])
+            for tenant in tenants:
+                self._table.forget_tenant(tenant)
             self._gauge.set(self._table.size)
-            log.debug("routes_forgotten", subscriptions=len(ids), tenants=len(rows))
+            log.debug("routes_forgotten", subscriptions=len(ids), tenants=len(tenants))
 
     def _on_reset(self) -> None:
         self._dirty.clear()
         self._table.clear()
         self._gauge.set(0)
-
-
-async def _tenants_of(conn: asyncpg.Connection, *, ids: list[str]) -> list[asyncpg.Record]:
-    return await conn.fetch(_SUBSCRIPTIONS_SQL["tenants_of"], ids)
 
 
 async def _probe(conn: asyncpg.Connection) -> None:

@@ -20,7 +20,8 @@ from shared.coalesce import Coalescer
 from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_CACHED
 from shared.secretbox import SecretBox
-from shared.subscriptions import Subscription, check_secret_key, load_many
+from shared.stores import subscriptions as subscription_store
+from shared.subscriptions import Subscription
 
 DEFAULT_MAX_SIZE = 10_000
 """Measured (tracemalloc) at ~0.5 KB each: ~5 MB at most, whatever the size of the table."""
@@ -102,7 +103,9 @@ class SubscriptionCache:
         """
         await self._follower.start()
         try:
-            await self._follower.run(lambda conn: check_secret_key(conn, self._box))
+            await self._follower.run(
+                lambda conn: subscription_store.check_secret_key(conn, self._box)
+            )
         except BaseException:
             await self._follower.close()
             raise
@@ -173,7 +176,7 @@ class SubscriptionCache:
     ) -> dict[str, Subscription | Exception]:
         self._notified = set()
         try:
-            found = await load_many(conn, subscription_ids, self._box)
+            found = await subscription_store.load_many(conn, subscription_ids, self._box)
         finally:
             notified, self._notified = self._notified, None
         # No await from here on: a notification now comes after these are stored, and

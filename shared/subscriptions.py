@@ -1,26 +1,18 @@
-"""The subscription as fanout and sender see it, and the SQL that loads it.
+"""The subscription as fanout and sender see it; `shared.stores.subscriptions` loads it.
 
 The sender reads whole subscriptions by id (`load_many`); fanout reads only routes, the id
-and park of each subscription an (tenant, event type) goes to (`load_routes`), answered by
-the indexes of migrations 0001 and 0020 whatever the size of the table.
+and park of each subscription an (tenant, event type) goes to (`load_routes`).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from shared.errors import ConfigurationError
-from shared.matching import candidate_keys
-from shared.secretbox import ENCRYPTED_PREFIX, SecretBox
+from shared.secretbox import SecretBox
 from shared.signing import secret_bytes
-from shared.sql import queries
-
-_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +42,7 @@ class Subscription:
 
 
 def from_row(row: asyncpg.Record, box: SecretBox) -> Subscription:
+    """The subscription of a row of `target_columns`; raises when a secret does not open."""
     keys = [secret_bytes(box.open(row["secret"]))]
     if row["previous_secret"]:
         keys.append(secret_bytes(box.open(row["previous_secret"])))
@@ -65,45 +58,6 @@ def from_row(row: asyncpg.Record, box: SecretBox) -> Subscription:
     )
 
 
-async def load_all(conn: asyncpg.Connection, box: SecretBox) -> list[Subscription]:
-    """Every subscription that is not deleted."""
-    rows = await conn.fetch(_SUBSCRIPTIONS_SQL["targets_all"])
-    return [from_row(r, box) for r in rows]
-
-
-async def load_one(
-    conn: asyncpg.Connection, subscription_id: str, box: SecretBox
-) -> Subscription | None:
-    """One subscription; None when it does not exist or was deleted."""
-    row = await conn.fetchrow(_SUBSCRIPTIONS_SQL["target"], subscription_id)
-    return from_row(row, box) if row else None
-
-
-async def load_many(
-    conn: asyncpg.Connection, subscription_ids: Sequence[str], box: SecretBox
-) -> dict[str, Subscription | Exception]:
-    """The subscriptions of `subscription_ids` that exist and are not deleted, by id.
-
-    A row whose secret does not open is there as its error (ConfigurationError or
-    ValueError), so one unreadable row fails only what needs that subscription.
-    """
-    rows = await conn.fetch(_SUBSCRIPTIONS_SQL["targets"], list(subscription_ids))
-    found: dict[str, Subscription | Exception] = {}
-    for row in rows:
-        try:
-            found[row["id"]] = from_row(row, box)
-        except (ConfigurationError, ValueError) as exc:
-            found[row["id"]] = exc
-    return found
-
-
-async def check_secret_key(conn: asyncpg.Connection, box: SecretBox) -> None:
-    """Open one stored encrypted secret: raises ConfigurationError when the key cannot."""
-    sealed = await conn.fetchval(_SUBSCRIPTIONS_SQL["one_encrypted_secret"], ENCRYPTED_PREFIX + "%")
-    if sealed is not None:
-        box.open(sealed)
-
-
 RouteKey = tuple[str | None, str]
 """(tenant id, event type): the tenant rule is part of the key (CONTRACT section 3)."""
 
@@ -115,21 +69,3 @@ class Route:
     id: str
     parked_until: datetime | None = None
     """While in the future, fanout parks new deliveries in a retry queue (a stuck target)."""
-
-
-async def load_routes(
-    conn: asyncpg.Connection, keys: Sequence[RouteKey]
-) -> dict[RouteKey, tuple[Route, ...]]:
-    """The routes of each key, every key answered (an empty tuple when nothing matches)."""
-    indexes: list[int] = []
-    tenants: list[str | None] = []
-    patterns: list[str] = []
-    for i, (tenant, event_type) in enumerate(keys):
-        for pattern in candidate_keys(event_type):
-            indexes.append(i)
-            tenants.append(tenant)
-            patterns.append(pattern)
-    found: list[list[Route]] = [[] for _ in keys]
-    for row in await conn.fetch(_SUBSCRIPTIONS_SQL["routes"], indexes, tenants, patterns):
-        found[row["i"]].append(Route(sys.intern(row["id"]), row["parked_until"]))
-    return {key: tuple(routes) for key, routes in zip(keys, found, strict=True)}

@@ -22,8 +22,8 @@ from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED
 from shared.models import EventIn
 from shared.stores import events as store
+from shared.stores import subscriptions as subscription_store
 from shared.stores.events import StoredEvent
-from shared.stores.tenancy import subscription_tenants
 
 TAG = "events"
 
@@ -99,7 +99,7 @@ async def get_event(call: Call) -> web.StreamResponse:
         raise NotFound(f"no event {event_id}")
     if not call.principal.is_operator and deliveries:
         # Only deliveries to its own subscriptions (one moved to another tenant left).
-        tenants = await subscription_tenants(
+        tenants = await subscription_store.tenants_by_id(
             call.ctx.pool, [d["subscription_id"] for d in deliveries]
         )
         deliveries = [d for d in deliveries if can_see(call, tenants.get(d["subscription_id"]))]

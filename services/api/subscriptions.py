@@ -31,7 +31,9 @@ from shared.logging import get_logger
 from shared.matching import candidate_keys, is_valid_pattern
 from shared.models import EVENT_TYPE_RE
 from shared.signing import generate_secret
+from shared.stores import deliveries as delivery_store
 from shared.stores import subscriptions as store
+from shared.stores import transaction
 from shared.targets import check_target
 
 log = get_logger("api")
@@ -140,11 +142,10 @@ async def update_subscription(call: Call) -> web.StreamResponse:
 
 async def delete_subscription(call: Call) -> web.StreamResponse:
     subscription_id = call.path("id")
-    cancelled = await store.delete(
-        call.ctx.pool, subscription_id, tenant_scope=call.principal.tenant_id
-    )
-    if cancelled is None:
-        raise _not_found(subscription_id)
+    async with transaction(call.ctx.pool) as conn:
+        if not await store.delete(conn, subscription_id, call.principal.tenant_id):
+            raise _not_found(subscription_id)
+        cancelled = await delivery_store.cancel_pending_of_subscription(conn, subscription_id)
     log.info("subscription_deleted", subscription_id=subscription_id, cancelled=cancelled)
     return web.Response(status=204)
 

@@ -16,9 +16,7 @@ from shared.errors import ConfigurationError
 from shared.logging import configure_logging, get_logger
 from shared.secretbox import SecretBox, new_key
 from shared.settings import Settings, load_settings
-from shared.sql import queries
-
-_SUBSCRIPTIONS_SQL = queries("subscriptions")
+from shared.stores import subscriptions
 
 log = get_logger("secrets")
 
@@ -41,7 +39,7 @@ async def reencrypt(conn: asyncpg.Connection, box: SecretBox) -> int:
     that no key opens raises `ConfigurationError` and leaves the table unchanged.
     """
     async with conn.transaction():
-        rows = await conn.fetch(_SUBSCRIPTIONS_SQL["secrets_for_update"])
+        rows = await subscriptions.secrets_for_update(conn)
         updates = [
             (
                 row["id"],
@@ -51,7 +49,7 @@ async def reencrypt(conn: asyncpg.Connection, box: SecretBox) -> int:
             for row in rows
         ]
         if updates:
-            await conn.executemany(_SUBSCRIPTIONS_SQL["set_secrets"], updates)
+            await subscriptions.set_secrets(conn, updates)
     return len(updates)
 
 

@@ -6,7 +6,6 @@ import asyncio
 from contextlib import AsyncExitStack
 from functools import partial
 
-from services.fanout.deliveries import DeliveryRow, insert_deliveries, is_row_error
 from services.fanout.publisher import DeliveryPublisher
 from services.fanout.router import Router
 from shared.amqp import connect, declare
@@ -17,6 +16,7 @@ from shared.logging import get_logger
 from shared.ops import Readiness
 from shared.routing_cache import RoutingCache
 from shared.settings import Settings
+from shared.stores import deliveries
 from shared.topology import topology_of
 
 log = get_logger("fanout")
@@ -45,12 +45,12 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         # Mandatory publishes that no queue takes raise instead of passing as confirmed.
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare(publish_channel, *topology.for_fanout())
-        writer: BatchWriter[DeliveryRow] = BatchWriter(
-            partial(insert_deliveries, pool),
+        writer: BatchWriter[deliveries.DeliveryRow] = BatchWriter(
+            partial(deliveries.insert_pending, pool),
             name="deliveries",
             max_rows=_BATCH_MAX_ROWS,
             max_delay_s=_BATCH_MAX_DELAY_S,
-            is_row_error=is_row_error,
+            is_row_error=deliveries.is_row_error,
         )
         writer.start()
         stack.push_async_callback(writer.close)

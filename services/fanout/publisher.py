@@ -15,7 +15,6 @@ from typing import Any
 from aio_pika.abc import AbstractChannel
 from aiormq import spec
 
-from services.fanout.deliveries import DeliveryRow
 from shared import wire
 from shared.amqp import Outgoing, delivery_properties, publish_burst
 from shared.models import (
@@ -26,6 +25,7 @@ from shared.models import (
     EventMessage,
     batch_message_id,
 )
+from shared.stores.deliveries import DeliveryRow
 from shared.topology import SEND_ROUTING_KEY
 
 PUBLISH_TIMEOUT_S = 30.0

@@ -23,7 +23,6 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from services.fanout.deliveries import DeliveryRow
 from services.fanout.publisher import DeliveryPublisher, EventDeliveries
 from shared import wire
 from shared.amqp import publish_confirmed
@@ -35,6 +34,7 @@ from shared.metrics import EVENTS_REJECTED, FANOUT_DELIVERIES
 from shared.models import H_ERROR, EventMessage
 from shared.retry import RetrySchedule
 from shared.routing_cache import RoutingCache
+from shared.stores.deliveries import DeliveryRow
 from shared.subscriptions import Route
 from shared.topology import Topology
 

@@ -19,10 +19,8 @@ from shared.amqp import connect, declare, delivery_json_message, publish_confirm
 from shared.logging import get_logger
 from shared.models import H_ERROR, DeliveryMessage
 from shared.settings import Settings
-from shared.sql import queries
+from shared.stores import deliveries
 from shared.topology import SEND_ROUTING_KEY, Topology, topology_of
-
-_DELIVERIES_SQL = queries("deliveries")
 
 log = get_logger("dead")
 
@@ -110,7 +108,7 @@ async def redrive(settings: Settings, subscription_id: str | None = None) -> Red
                 kept.append(message)
                 continue
             fresh = replace(msg, attempt=1)
-            await conn.execute(_DELIVERIES_SQL["pending_again"], fresh.delivery_id)
+            await deliveries.pending_again(conn, fresh.delivery_id)
             # Mandatory: with the work queue gone this raises and the message stays dead.
             await publish_confirmed(exchange, delivery_json_message(fresh), SEND_ROUTING_KEY)
             await message.ack()

@@ -21,24 +21,17 @@ import contextlib
 from datetime import timedelta
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from shared.errors import DATABASE_ERRORS
 from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_DISABLED
-from shared.sql import queries
-
-_DELIVERIES_SQL = queries("deliveries")
-_SUBSCRIPTIONS_SQL = queries("subscriptions")
+from shared.stores import Connection, deliveries, subscriptions
 
 log = get_logger("disable")
 
-Conn = asyncpg.Connection | PoolConnectionProxy
-"""A connection of its own or one lent by the pool."""
-
 
 async def disable(
-    conn: Conn,
+    conn: Connection,
     subscription_ids: list[str],
     reason: str,
     *,
@@ -50,25 +43,21 @@ async def disable(
     `failed` by the attempt log). Returns the ids this call disabled.
     """
     async with conn.transaction():
-        rows = await conn.fetch(_SUBSCRIPTIONS_SQL["disable"], subscription_ids, reason)
-        disabled = [r["id"] for r in rows]
+        disabled = await subscriptions.disable(conn, subscription_ids, reason)
         if disabled:
-            await conn.execute(
-                _DELIVERIES_SQL["cancel_pending_of_disabled"], disabled, list(keep_delivery_ids)
-            )
+            await deliveries.cancel_pending_of_disabled(conn, disabled, list(keep_delivery_ids))
     for sub_id in disabled:
         SUBSCRIPTIONS_DISABLED.labels(reason).inc()
         log.warning("subscription_disabled", subscription_id=sub_id, reason=reason)
     return disabled
 
 
-async def sweep_failing(conn: Conn, disable_after_s: float) -> list[str]:
+async def sweep_failing(conn: Connection, disable_after_s: float) -> list[str]:
     """Disable (`failing`) every subscription the rule above condemns; returns their ids."""
-    window = timedelta(seconds=disable_after_s)
-    rows = await conn.fetch(_SUBSCRIPTIONS_SQL["failing_too_long"], window)
-    if not rows:
+    condemned = await subscriptions.failing_too_long(conn, timedelta(seconds=disable_after_s))
+    if not condemned:
         return []
-    return await disable(conn, [r["id"] for r in rows], "failing")
+    return await disable(conn, condemned, "failing")
 
 
 def sweep_interval_s(disable_after_s: float) -> float:

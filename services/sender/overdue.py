@@ -37,10 +37,8 @@ from shared.logging import get_logger
 from shared.metrics import OVERDUE_REPUBLISHED
 from shared.models import DeliveryMessage, webhook_body
 from shared.settings import Settings
-from shared.sql import queries
+from shared.stores import deliveries
 from shared.topology import Topology
-
-_DELIVERIES_SQL = queries("deliveries")
 
 log = get_logger("sender")
 
@@ -92,7 +90,7 @@ class OverdueSweep:
             self._previous = None
             return 0
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_DELIVERIES_SQL["overdue"], self._overdue_s, BATCH_MAX)
+            rows = await deliveries.overdue(conn, self._overdue_s, BATCH_MAX)
             current = {row["id"]: row["updated_at"] for row in rows}
             previous, self._previous = self._previous, current
             if previous is None:
@@ -101,7 +99,7 @@ class OverdueSweep:
             for row in due:
                 await self._requeue.alone(self._message(row))
             if due:
-                await conn.execute(_DELIVERIES_SQL["handed_on"], [row["id"] for row in due])
+                await deliveries.handed_on(conn, [row["id"] for row in due])
         for row in due:
             self._previous.pop(row["id"], None)
             OVERDUE_REPUBLISHED.inc()

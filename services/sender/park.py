@@ -22,15 +22,14 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 import asyncpg
 
 from shared.logging import get_logger
 from shared.retry import park_length
-from shared.sql import queries
+from shared.stores import subscriptions as subscription_store
 from shared.subscriptions import Subscription
-
-_SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 log = get_logger("sender")
 
@@ -39,6 +38,13 @@ PARK_AFTER_TIMEOUTS = 0.5
 half a timeout, as in `TargetLimits`) before it is parked. A healthy target, however busy,
 frees a slot quickly and is never parked; a hanging one is parked about half a timeout after
 its slots filled, before fanout has published much more of its backlog."""
+
+
+class Change(Enum):
+    """What `Parking` does to a target's `parked_until`."""
+
+    PARK = "park"
+    UNPARK = "unpark"
 
 
 class Parking:
@@ -52,7 +58,7 @@ class Parking:
     def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
-        self._last_change: dict[tuple[str, str], float] = {}
+        self._last_change: dict[tuple[str, Change], float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
 
     def stuck(self, sub: Subscription, stuck_s: float) -> None:
@@ -65,15 +71,13 @@ class Parking:
         ):
             return
         park_s = park_length(stuck_s, self._timeout_s)
-        self._start(
-            sub.id, _SUBSCRIPTIONS_SQL["park"], park_s, stuck_s=round(stuck_s, 1), park_s=park_s
-        )
+        self._start(sub.id, Change.PARK, park_s=park_s, stuck_s=round(stuck_s, 1))
 
     def quick(self, sub: Subscription) -> None:
         """Clear the park of `sub` after a quick attempt: its target answers again."""
         if sub.parked_until is None:
             return
-        self._start(sub.id, _SUBSCRIPTIONS_SQL["unpark"])
+        self._start(sub.id, Change.UNPARK)
 
     async def close(self, grace_s: float = 1.0) -> None:
         """Wait up to `grace_s` for the UPDATEs in flight, then cancel the rest (only an
@@ -87,35 +91,45 @@ class Parking:
         if late:
             await asyncio.wait(late)
 
-    def _start(self, subscription_id: str, sql: str, *args: float, **fields: float) -> None:
+    def _start(
+        self, subscription_id: str, change: Change, *, park_s: float = 0.0, stuck_s: float = 0.0
+    ) -> None:
         if subscription_id in self._inflight:
             return
         # The cache learns of the change a moment later (NOTIFY): until then the same target
         # would ask again with every message, so one change per timeout is enough.
         mono = time.monotonic()
-        key = (subscription_id, sql)
+        key = (subscription_id, change)
         if mono - self._last_change.get(key, -1e9) < self._timeout_s:
             return
         self._last_change[key] = mono
         task = asyncio.create_task(
-            self._change(subscription_id, sql, args, fields),
+            self._change(subscription_id, change, park_s=park_s, stuck_s=stuck_s),
             name=f"park-{subscription_id}",
         )
         self._inflight[subscription_id] = task
         task.add_done_callback(lambda _: self._inflight.pop(subscription_id, None))
 
     async def _change(
-        self, subscription_id: str, sql: str, args: tuple[float, ...], fields: dict[str, float]
+        self, subscription_id: str, change: Change, *, park_s: float, stuck_s: float
     ) -> None:
         try:
-            await self._pool.execute(sql, subscription_id, *args)
+            if change is Change.PARK:
+                await subscription_store.park(self._pool, subscription_id, park_s)
+            else:
+                await subscription_store.unpark(self._pool, subscription_id)
         except Exception as exc:
             # Only an optimisation: the deliveries are deferred by the sender as before.
             log.warning(
                 "subscription_park_failed", subscription_id=subscription_id, error=repr(exc)
             )
             return
-        if sql == _SUBSCRIPTIONS_SQL["park"]:
-            log.warning("subscription_parked", subscription_id=subscription_id, **fields)
+        if change is Change.PARK:
+            log.warning(
+                "subscription_parked",
+                subscription_id=subscription_id,
+                stuck_s=stuck_s,
+                park_s=park_s,
+            )
         else:
             log.info("subscription_unparked", subscription_id=subscription_id)

@@ -8,8 +8,8 @@ a fragment of another file (`tenancy.sql`) with its `{scope}` written as `$2`, f
 whose parameter number differs between statements. Files are read once, at import.
 
     from shared.sql import queries
-    DELIVERIES = queries("deliveries")
-    await conn.fetch(DELIVERIES["list_for_subscription"], ...)
+    _DELIVERIES_SQL = queries("deliveries").require("list_for_subscription", ...)
+    await conn.fetch(_DELIVERIES_SQL["list_for_subscription"], ...)
 
 A name that is not in the file raises `KeyError` naming the file, at import of the module
 that asks for it (`Queries.require`), not at the first query.

@@ -132,7 +132,8 @@ UPDATE subscriptions SET
 WHERE id = $1 AND deleted_at IS NULL AND {{in_scope scope=$2}}
 RETURNING {{columns}}
 
--- What the sender needs to sign and send (shared/subscriptions.py), never the API's view.
+-- What the sender needs to sign and send (the model of shared/subscriptions.py), never the
+-- API's view.
 -- fragment: target_columns
 id, url, event_types, status, tenant_id, secret, previous_secret,
 previous_secret_expires_at, deleted_at, parked_until

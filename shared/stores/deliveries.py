@@ -1,4 +1,8 @@
-"""Deliveries as the API reads and re-sends them; the sender writes them."""
+"""deliveries: every statement on the table (shared/sql/deliveries.sql) runs here.
+
+Fanout inserts them pending; the sender records each outcome, cancels those of a disabled
+subscription and republishes overdue ones; the API reads, retries and recovers them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,39 @@ from typing import Any
 
 import asyncpg
 
-from shared.errors import Conflict, NotFound
+from shared.errors import DATABASE_ERRORS, Conflict, NotFound, StorageUnavailable
 from shared.sql import queries
-from shared.stores import Connection, connection, delivery_attempts, transaction
+from shared.stores import (
+    Connection,
+    connection,
+    delivery_attempts,
+    subscriptions,
+    transaction,
+)
 
-_DELIVERIES_SQL = queries("deliveries")
-_SUBSCRIPTIONS_SQL = queries("subscriptions")
+_DELIVERIES_SQL = queries("deliveries").require(
+    "insert_pending",
+    "insert_test_delivery",
+    "get",
+    "list_for_subscription",
+    "of_event",
+    "counts_by_event",
+    "lock_for_retry",
+    "set_status",
+    "recover_failed",
+    "restore_status",
+    "handed_on",
+    "pending_again",
+    "cancel_pending_of_subscription",
+    "cancel_pending_of_disabled",
+    "overdue",
+    "apply_changes",
+    "event_ids",
+    "not_started",
+)
+
+DeliveryRow = tuple[str, str, str]
+"""(delivery id, event id, subscription id): a row fanout inserts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +70,38 @@ class Resend:
             created_at=row["created_at"],
             previous_status=previous_status,
         )
+
+
+async def insert_pending(pool: asyncpg.Pool, rows: list[DeliveryRow]) -> None:
+    """Insert pending deliveries in one statement; rows that exist already are left alone.
+
+    Raises StorageUnavailable when Postgres fails, and asyncpg's IntegrityConstraintViolation
+    when a row names an event or subscription that is not stored.
+    """
+    ids, event_ids, subscription_ids = zip(*rows, strict=True)
+    try:
+        await pool.execute(
+            _DELIVERIES_SQL["insert_pending"], list(ids), list(event_ids), list(subscription_ids)
+        )
+    except asyncpg.IntegrityConstraintViolationError:
+        raise
+    except DATABASE_ERRORS as exc:
+        raise StorageUnavailable(f"cannot write deliveries: {exc}") from exc
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """True for errors of `insert_pending` caused by some row of a batch rather than by the
+    database."""
+    return isinstance(exc, asyncpg.IntegrityConstraintViolationError)
+
+
+async def insert_test(
+    conn: Connection, delivery_id: str, event_id: str, subscription_id: str
+) -> None:
+    """Insert the one pending delivery of a test event."""
+    await conn.execute(
+        _DELIVERIES_SQL["insert_test_delivery"], delivery_id, event_id, subscription_id
+    )
 
 
 async def get(pool: asyncpg.Pool, delivery_id: str) -> tuple[asyncpg.Record, list[Any]] | None:
@@ -77,6 +140,22 @@ async def list_page(
         )
 
 
+async def of_event(conn: Connection, event_id: str) -> list[asyncpg.Record]:
+    """The deliveries of an event (id, subscription, status, attempts), oldest first."""
+    return list(await conn.fetch(_DELIVERIES_SQL["of_event"], event_id))
+
+
+async def counts_by_event(
+    conn: Connection, event_ids: list[str], tenant_scope: str | None
+) -> dict[str, dict[str, int]]:
+    """Per event id, how many of its deliveries (to subscriptions of `tenant_scope`, unless
+    None) are in each status; events with none are absent."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in await conn.fetch(_DELIVERIES_SQL["counts_by_event"], event_ids, tenant_scope):
+        counts.setdefault(r["event_id"], {})[r["status"]] = r["n"]
+    return counts
+
+
 async def mark_for_retry(
     pool: asyncpg.Pool, delivery_id: str, *, tenant_scope: str | None = None
 ) -> Resend:
@@ -96,24 +175,13 @@ async def mark_for_retry(
     return Resend.from_row(row, row["status"])
 
 
-async def lock_subscription(
-    conn: Connection, subscription_id: str, tenant_scope: str | None
-) -> asyncpg.Record | None:
-    """The subscription (its `tenant_id`) if live and of `tenant_scope` (any when None),
-    held so until the transaction of `conn` ends; else None."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        _SUBSCRIPTIONS_SQL["lock_in_scope"], subscription_id, tenant_scope
-    )
-    return row
-
-
 async def mark_recovered(
     pool: asyncpg.Pool, subscription_id: str, since: datetime, *, tenant_scope: str | None = None
 ) -> list[Resend] | None:
     """Set every failed delivery of a subscription created since `since` back to pending;
     None when the subscription is not live or not of `tenant_scope`."""
     async with transaction(pool) as conn:
-        if await lock_subscription(conn, subscription_id, tenant_scope) is None:
+        if await subscriptions.lock_in_scope(conn, subscription_id, tenant_scope) is None:
             return None
         # The subscription's tenant is held by the lock; its event's is checked per row.
         rows = await conn.fetch(
@@ -135,9 +203,44 @@ async def restore(pool: asyncpg.Pool, resends: list[Resend]) -> None:
 
 async def mark_handed_on(pool: asyncpg.Pool, resends: list[Resend]) -> None:
     """Record that a confirmed copy of each of these deliveries is on its way (see
-    `_DELIVERIES_SQL["handed_on"]`)."""
+    `handed_on`)."""
     async with transaction(pool) as conn:
-        await conn.execute(_DELIVERIES_SQL["handed_on"], [r.delivery_id for r in resends])
+        await handed_on(conn, [r.delivery_id for r in resends])
+
+
+async def handed_on(conn: Connection, delivery_ids: list[str]) -> None:
+    """Those of `delivery_ids` still pending are due again from now: a confirmed copy of
+    each is on its way (the overdue sweep then leaves them alone for a while)."""
+    await conn.execute(_DELIVERIES_SQL["handed_on"], delivery_ids)
+
+
+async def pending_again(conn: Connection, delivery_id: str) -> None:
+    """Set a delivery back to pending, due now (a dead one redriven by hand)."""
+    await conn.execute(_DELIVERIES_SQL["pending_again"], delivery_id)
+
+
+async def cancel_pending_of_subscription(conn: Connection, subscription_id: str) -> int:
+    """Cancel the pending deliveries of a subscription (it was deleted); how many."""
+    cancelled = await conn.execute(
+        _DELIVERIES_SQL["cancel_pending_of_subscription"], subscription_id
+    )
+    return int(cancelled.split()[-1])
+
+
+async def cancel_pending_of_disabled(
+    conn: Connection, subscription_ids: list[str], keep_delivery_ids: list[str]
+) -> None:
+    """Cancel the pending deliveries of these (disabled) subscriptions, but for
+    `keep_delivery_ids`."""
+    await conn.execute(
+        _DELIVERIES_SQL["cancel_pending_of_disabled"], subscription_ids, keep_delivery_ids
+    )
+
+
+async def overdue(conn: Connection, overdue_s: float, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` pending deliveries due more than `overdue_s` ago, most overdue first,
+    with their event; locked (others skipped) until the transaction of `conn` ends."""
+    return list(await conn.fetch(_DELIVERIES_SQL["overdue"], overdue_s, limit))
 
 
 def next_status(old: str, new: str, *, attempted: bool = True) -> str:

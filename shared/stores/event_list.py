@@ -7,9 +7,8 @@ from datetime import datetime
 import asyncpg
 
 from shared.sql import queries
-from shared.stores import connection
+from shared.stores import connection, deliveries
 
-_DELIVERIES_SQL = queries("deliveries").require("counts_by_event")
 _EVENTS_SQL = queries("events").require("list_page")
 
 
@@ -31,10 +30,9 @@ async def list_page(
                 _EVENTS_SQL["list_page"], event_type, tenant_id, created, last_id, limit
             )
         )
-        counts: dict[str, dict[str, int]] = {}
-        if rows:
-            for r in await conn.fetch(
-                _DELIVERIES_SQL["counts_by_event"], [row["id"] for row in rows], tenant_scope
-            ):
-                counts.setdefault(r["event_id"], {})[r["status"]] = r["n"]
+        counts = (
+            await deliveries.counts_by_event(conn, [row["id"] for row in rows], tenant_scope)
+            if rows
+            else {}
+        )
     return rows, counts

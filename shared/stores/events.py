@@ -19,8 +19,8 @@ import orjson
 from shared.models import EventIn
 from shared.sql import queries
 from shared.stores import connection
+from shared.stores import deliveries as delivery_store
 
-_DELIVERIES_SQL = queries("deliveries").require("of_event")
 _EVENTS_SQL = queries("events").require(
     "insert_many", "by_keys", "claim", "release_claims", "dispatch_state", "mark_dispatched", "get"
 )
@@ -168,5 +168,5 @@ async def get(pool: asyncpg.Pool, event_id: str) -> tuple[StoredEvent, list[asyn
         row = await conn.fetchrow(_EVENTS_SQL["get"], event_id)
         if row is None:
             return None
-        deliveries = await conn.fetch(_DELIVERIES_SQL["of_event"], event_id)
-    return StoredEvent.from_row(row), list(deliveries)
+        deliveries = await delivery_store.of_event(conn, event_id)
+    return StoredEvent.from_row(row), deliveries

@@ -15,7 +15,6 @@ import asyncpg
 from shared.sql import queries
 from shared.stores import connection
 
-_SUBSCRIPTIONS_SQL = queries("subscriptions").require("tenants")
 _TENANCY_SQL = queries("tenancy").require("delivery_tenant")
 
 
@@ -27,12 +26,3 @@ async def delivery_tenant(pool: asyncpg.Pool, delivery_id: str) -> tuple[bool, s
     if row is None:
         return False, None
     return True, row["tenant_id"]
-
-
-async def subscription_tenants(
-    pool: asyncpg.Pool, subscription_ids: list[str]
-) -> dict[str, str | None]:
-    """The tenant of each of these subscriptions (deleted ones too), by id."""
-    async with connection(pool) as conn:
-        rows = await conn.fetch(_SUBSCRIPTIONS_SQL["tenants"], subscription_ids)
-    return {r["id"]: r["tenant_id"] for r in rows}

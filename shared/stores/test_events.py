@@ -11,10 +11,9 @@ from typing import Any
 import asyncpg
 
 from shared.sql import queries
-from shared.stores import transaction
-from shared.stores.deliveries import Resend, lock_subscription
+from shared.stores import deliveries, subscriptions, transaction
+from shared.stores.deliveries import Resend
 
-_DELIVERIES_SQL = queries("deliveries").require("insert_test_delivery")
 _EVENTS_SQL = queries("events").require("insert_test_event")
 
 TEST_EVENT_TYPE = "hookline.test"
@@ -35,7 +34,7 @@ async def create(
     Should the send fail, the delivery is restored to `failed`, so recovery can send it.
     """
     async with transaction(pool) as conn:
-        subscription = await lock_subscription(conn, subscription_id, tenant_scope)
+        subscription = await subscriptions.lock_in_scope(conn, subscription_id, tenant_scope)
         if subscription is None:
             return None
         created_at = await conn.fetchval(
@@ -45,9 +44,7 @@ async def create(
             data,
             subscription["tenant_id"],
         )
-        await conn.execute(
-            _DELIVERIES_SQL["insert_test_delivery"], delivery_id, event_id, subscription_id
-        )
+        await deliveries.insert_test(conn, delivery_id, event_id, subscription_id)
     return Resend(
         delivery_id=delivery_id,
         subscription_id=subscription_id,

@@ -17,8 +17,8 @@ import asyncpg
 import orjson
 import pytest
 
-from shared import subscriptions as routing
 from shared.sql import queries
+from shared.stores import subscriptions as routing
 from tests.support import (
     create_database_from_template,
     database_url,

@@ -17,7 +17,7 @@ from shared.errors import ConfigurationError
 from shared.secretbox import ENCRYPTED_PREFIX, SecretBox, new_key
 from shared.settings import Settings
 from shared.signing import generate_secret, secret_bytes
-from shared.subscriptions import load_one
+from shared.stores.subscriptions import load_one
 
 
 def box(*keys: str) -> SecretBox:
