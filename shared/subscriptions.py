@@ -24,8 +24,8 @@ _SUBSCRIPTIONS_SQL = queries("subscriptions")
 
 
 @dataclass(frozen=True, slots=True)
-class Subscription:
-    """A live subscription with its signing keys already decoded."""
+class SubscriptionTarget:
+    """A subscription as the sender delivers to it: its URL, status, park and decoded keys."""
 
     id: str
     url: str
@@ -49,11 +49,11 @@ class Subscription:
         return [self.keys[0]]
 
 
-def from_row(row: asyncpg.Record, box: SecretBox) -> Subscription:
+def from_row(row: asyncpg.Record, box: SecretBox) -> SubscriptionTarget:
     keys = [secret_bytes(box.open(row["secret"]))]
     if row["previous_secret"]:
         keys.append(secret_bytes(box.open(row["previous_secret"])))
-    return Subscription(
+    return SubscriptionTarget(
         id=row["id"],
         url=row["url"],
         event_types=tuple(row["event_types"]),
@@ -65,7 +65,7 @@ def from_row(row: asyncpg.Record, box: SecretBox) -> Subscription:
     )
 
 
-async def load_all(conn: asyncpg.Connection, box: SecretBox) -> list[Subscription]:
+async def load_all(conn: asyncpg.Connection, box: SecretBox) -> list[SubscriptionTarget]:
     """Every subscription that is not deleted."""
     rows = await conn.fetch(_SUBSCRIPTIONS_SQL["targets_all"])
     return [from_row(r, box) for r in rows]
@@ -73,7 +73,7 @@ async def load_all(conn: asyncpg.Connection, box: SecretBox) -> list[Subscriptio
 
 async def load_one(
     conn: asyncpg.Connection, subscription_id: str, box: SecretBox
-) -> Subscription | None:
+) -> SubscriptionTarget | None:
     """One subscription; None when it does not exist or was deleted."""
     row = await conn.fetchrow(_SUBSCRIPTIONS_SQL["target"], subscription_id)
     return from_row(row, box) if row else None
@@ -81,14 +81,14 @@ async def load_one(
 
 async def load_many(
     conn: asyncpg.Connection, subscription_ids: Sequence[str], box: SecretBox
-) -> dict[str, Subscription | Exception]:
+) -> dict[str, SubscriptionTarget | Exception]:
     """The subscriptions of `subscription_ids` that exist and are not deleted, by id.
 
     A row whose secret does not open is there as its error (ConfigurationError or
     ValueError), so one unreadable row fails only what needs that subscription.
     """
     rows = await conn.fetch(_SUBSCRIPTIONS_SQL["targets"], list(subscription_ids))
-    found: dict[str, Subscription | Exception] = {}
+    found: dict[str, SubscriptionTarget | Exception] = {}
     for row in rows:
         try:
             found[row["id"]] = from_row(row, box)

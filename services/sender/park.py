@@ -28,7 +28,7 @@ import asyncpg
 from shared.logging import get_logger
 from shared.retry import park_length
 from shared.sql import queries
-from shared.subscriptions import Subscription
+from shared.subscriptions import SubscriptionTarget
 
 _SUBSCRIPTIONS_SQL = queries("subscriptions")
 
@@ -55,7 +55,7 @@ class Parking:
         self._last_change: dict[tuple[str, str], float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
 
-    def stuck(self, sub: Subscription, stuck_s: float) -> None:
+    def stuck(self, sub: SubscriptionTarget, stuck_s: float) -> None:
         """Park `sub` when it has been stuck long enough and is not parked (nearly) already."""
         if stuck_s < PARK_AFTER_TIMEOUTS * self._timeout_s:
             return
@@ -69,7 +69,7 @@ class Parking:
             sub.id, _SUBSCRIPTIONS_SQL["park"], park_s, stuck_s=round(stuck_s, 1), park_s=park_s
         )
 
-    def quick(self, sub: Subscription) -> None:
+    def quick(self, sub: SubscriptionTarget) -> None:
         """Clear the park of `sub` after a quick attempt: its target answers again."""
         if sub.parked_until is None:
             return
