@@ -11,7 +11,7 @@ from shared.models import H_DELIVERY_ID, H_ERROR, DeliveryMessage
 from shared.secretbox import new_key
 from shared.settings import Settings
 from shared.topology import SEND_ROUTING_KEY, Topology
-from tests.integration.test_sender_harness import (
+from tests.support.sender import (
     AMQP_URL,
     Answer,
     Receiver,
