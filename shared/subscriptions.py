@@ -36,7 +36,8 @@ class SubscriptionTarget:
     """The current secret's key, then the previous one while it is still live."""
     previous_key_expires_at: datetime | None
     parked_until: datetime | None = None
-    """While in the future, fanout parks new deliveries in a retry queue (a stuck target)."""
+    """While in the future the target is parked (stuck): fanout sends its new deliveries
+    straight to a retry queue."""
 
     def live_keys(self, now: datetime) -> list[bytes]:
         """Keys to sign with at `now`: the old secret signs beside the new for its grace time."""
@@ -114,7 +115,8 @@ class Route:
 
     id: str
     parked_until: datetime | None = None
-    """While in the future, fanout parks new deliveries in a retry queue (a stuck target)."""
+    """While in the future the target is parked (stuck): fanout sends its new deliveries
+    straight to a retry queue."""
 
 
 async def load_routes(

@@ -4,8 +4,8 @@ A message carries one delivery, or (a batch message: fanout's first attempts of 
 deliveries, or of many events' in wire format 2, `shared.wire`) several, handled concurrently
 and each on its own terms as below; the batch is acked once every one of them is settled. Per
 delivery: look the subscription up (deleted or disabled: record `cancelled`, send nothing);
-take a slot of its target (none free: wait for one while the target is healthy, else park it
-in a retry queue, confirmed); POST within the global concurrency bound; classify; then publish where
+take a slot of its target (none free: wait for one while the target is healthy, else defer it
+to a retry queue, confirmed); POST within the global concurrency bound; classify; then publish where
 it goes next (retry queue or dead queue, confirmed), then write the attempt log (group commit),
 in that order so a recorded attempt always has its next copy; ack only after both (the acks of
 many messages share one frame: `shared.acks`). The HTTP slots are released before waiting for

@@ -59,7 +59,7 @@ async def test_a_retry_with_its_retry_queue_deleted_goes_on_as_scheduled(
         await _delete_queue(topology.retry_queue(settings.retry_delays[0]).name)
         await _publish_undeclared(topology, msg)
 
-        # The retry came back unroutable: the sender declared its queues again and parked
+        # The retry came back unroutable: the sender declared its queues again and published
         # it there, instead of sending attempt 1 again and again.
         row = await wait_for_status(conn, msg.delivery_id, "succeeded")
         attempts = await attempts_of(conn, msg.delivery_id)
