@@ -21,7 +21,7 @@ from shared.logging import get_logger
 from shared.metrics import SUBSCRIPTIONS_CACHED
 from shared.secretbox import SecretBox
 from shared.stores import subscriptions as subscription_store
-from shared.subscriptions import Subscription
+from shared.subscriptions import SubscriptionTarget
 
 DEFAULT_MAX_SIZE = 10_000
 """Measured (tracemalloc) at ~0.5 KB each: ~5 MB at most, whatever the size of the table."""
@@ -36,15 +36,15 @@ class SubscriptionLRU:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self.max_size = max_size
-        self._items: OrderedDict[str, Subscription] = OrderedDict()
+        self._items: OrderedDict[str, SubscriptionTarget] = OrderedDict()
 
-    def get(self, subscription_id: str) -> Subscription | None:
+    def get(self, subscription_id: str) -> SubscriptionTarget | None:
         sub = self._items.get(subscription_id)
         if sub is not None:
             self._items.move_to_end(subscription_id)
         return sub
 
-    def put(self, sub: Subscription) -> None:
+    def put(self, sub: SubscriptionTarget) -> None:
         self._items[sub.id] = sub
         self._items.move_to_end(sub.id)
         while len(self._items) > self.max_size:
@@ -86,7 +86,7 @@ class SubscriptionCache:
             service=service,
             channels=[Channel(SUBSCRIPTIONS, on_notify=self._on_notify, on_reset=self._on_reset)],
         )
-        self._loader: Coalescer[str, Subscription | Exception] = Coalescer(
+        self._loader: Coalescer[str, SubscriptionTarget | Exception] = Coalescer(
             self._load, name=f"subscription-cache-load-{service}"
         )
         self._notified: set[str] | None = None
@@ -131,7 +131,7 @@ class SubscriptionCache:
 
     # Reads
 
-    async def get(self, subscription_id: str) -> Subscription | None:
+    async def get(self, subscription_id: str) -> SubscriptionTarget | None:
         """The subscription; None when deleted or unknown. A disabled one has enabled=False.
 
         Raises StorageUnavailable when it must be read and Postgres cannot be reached, and
@@ -139,12 +139,12 @@ class SubscriptionCache:
         """
         return (await self.get_many([subscription_id])).get(subscription_id)
 
-    async def get_many(self, subscription_ids: Collection[str]) -> dict[str, Subscription]:
+    async def get_many(self, subscription_ids: Collection[str]) -> dict[str, SubscriptionTarget]:
         """The subscriptions of `subscription_ids` that exist (deleted ones are absent).
 
         The misses are read in one query, shared with other callers'. Raises as `get`.
         """
-        found: dict[str, Subscription] = {}
+        found: dict[str, SubscriptionTarget] = {}
         missing: list[str] = []
         for sub_id in subscription_ids:
             sub = self._lru.get(sub_id)
@@ -159,7 +159,7 @@ class SubscriptionCache:
                 found[sub_id] = value
         return found
 
-    def peek(self, subscription_id: str) -> Subscription | None:
+    def peek(self, subscription_id: str) -> SubscriptionTarget | None:
         """The subscription if it is in memory now; never reads Postgres."""
         return self._lru.get(subscription_id)
 
@@ -168,12 +168,12 @@ class SubscriptionCache:
 
     # Loading and invalidation
 
-    async def _load(self, subscription_ids: list[str]) -> dict[str, Subscription | Exception]:
+    async def _load(self, subscription_ids: list[str]) -> dict[str, SubscriptionTarget | Exception]:
         return await self._follower.run(lambda conn: self._read(conn, subscription_ids))
 
     async def _read(
         self, conn: asyncpg.Connection, subscription_ids: list[str]
-    ) -> dict[str, Subscription | Exception]:
+    ) -> dict[str, SubscriptionTarget | Exception]:
         self._notified = set()
         try:
             found = await subscription_store.load_many(conn, subscription_ids, self._box)

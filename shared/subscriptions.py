@@ -16,8 +16,8 @@ from shared.signing import secret_bytes
 
 
 @dataclass(frozen=True, slots=True)
-class Subscription:
-    """A live subscription with its signing keys already decoded."""
+class SubscriptionTarget:
+    """A subscription as the sender delivers to it: its URL, status, park and decoded keys."""
 
     id: str
     url: str
@@ -28,7 +28,8 @@ class Subscription:
     """The current secret's key, then the previous one while it is still live."""
     previous_key_expires_at: datetime | None
     parked_until: datetime | None = None
-    """While in the future, fanout parks new deliveries in a retry queue (a stuck target)."""
+    """While in the future the target is parked (stuck): fanout sends its new deliveries
+    straight to a retry queue."""
 
     def live_keys(self, now: datetime) -> list[bytes]:
         """Keys to sign with at `now`: the old secret signs beside the new for its grace time."""
@@ -41,12 +42,12 @@ class Subscription:
         return [self.keys[0]]
 
 
-def from_row(row: asyncpg.Record, box: SecretBox) -> Subscription:
+def from_row(row: asyncpg.Record, box: SecretBox) -> SubscriptionTarget:
     """The subscription of a row of `target_columns`; raises when a secret does not open."""
     keys = [secret_bytes(box.open(row["secret"]))]
     if row["previous_secret"]:
         keys.append(secret_bytes(box.open(row["previous_secret"])))
-    return Subscription(
+    return SubscriptionTarget(
         id=row["id"],
         url=row["url"],
         event_types=tuple(row["event_types"]),
@@ -68,4 +69,5 @@ class Route:
 
     id: str
     parked_until: datetime | None = None
-    """While in the future, fanout parks new deliveries in a retry queue (a stuck target)."""
+    """While in the future the target is parked (stuck): fanout sends its new deliveries
+    straight to a retry queue."""

@@ -119,6 +119,9 @@ class SecretRotate(BaseModel):
     _secret = field_validator("secret")(lambda v: v if v is None else _valid_secret(v))
 
 
+# A class name here is its published OpenAPI component name and its docstring that
+# component's description. The sender's view of a subscription is
+# `shared.subscriptions.SubscriptionTarget`.
 class Subscription(BaseModel):
     """A subscription as lists show it: without its secret."""
 

@@ -200,7 +200,7 @@ class Router:
         The queue's delay is the time the park has left, rounded down to a queue delay (never
         below the shortest): the delivery comes back no later than the park ends, so a target
         parked briefly is not made to wait the next longer delay (5 min by default). One that
-        comes back while its target is still stuck is simply deferred or parked again.
+        comes back while its target is still stuck is simply deferred, or its target parked again.
         """
         topology, schedule = self._topology, self._schedule
         if topology is None or schedule is None:

@@ -23,7 +23,7 @@ from services.sender.classify import AttemptResult, ErrorKind
 from shared.models import DeliveryMessage
 from shared.settings import Settings
 from shared.signing import signature_header
-from shared.subscriptions import Subscription
+from shared.subscriptions import SubscriptionTarget
 from shared.targets import TargetPolicy, guarded_connector, refusal_in
 
 MAX_HEADER_LINE_BYTES = 8190
@@ -69,7 +69,7 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-def webhook_headers(msg: DeliveryMessage, sub: Subscription, now: datetime) -> dict[str, str]:
+def webhook_headers(msg: DeliveryMessage, sub: SubscriptionTarget, now: datetime) -> dict[str, str]:
     """The Standard Webhooks headers of one attempt, signed with every live key of `sub`."""
     timestamp = int(now.timestamp())
     return {

@@ -29,7 +29,7 @@ import asyncpg
 from shared.logging import get_logger
 from shared.retry import park_length
 from shared.stores import subscriptions as subscription_store
-from shared.subscriptions import Subscription
+from shared.subscriptions import SubscriptionTarget
 
 log = get_logger("sender")
 
@@ -61,7 +61,7 @@ class Parking:
         self._last_change: dict[tuple[str, Change], float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
 
-    def stuck(self, sub: Subscription, stuck_s: float) -> None:
+    def stuck(self, sub: SubscriptionTarget, stuck_s: float) -> None:
         """Park `sub` when it has been stuck long enough and is not parked (nearly) already."""
         if stuck_s < PARK_AFTER_TIMEOUTS * self._timeout_s:
             return
@@ -73,7 +73,7 @@ class Parking:
         park_s = park_length(stuck_s, self._timeout_s)
         self._start(sub.id, Change.PARK, park_s=park_s, stuck_s=round(stuck_s, 1))
 
-    def quick(self, sub: Subscription) -> None:
+    def quick(self, sub: SubscriptionTarget) -> None:
         """Clear the park of `sub` after a quick attempt: its target answers again."""
         if sub.parked_until is None:
             return

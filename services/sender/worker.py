@@ -4,8 +4,8 @@ A message carries one delivery, or (a batch message: fanout's first attempts of 
 deliveries, or of many events' in wire format 2, `shared.wire`) several, handled concurrently
 and each on its own terms as below; the batch is acked once every one of them is settled. Per
 delivery: look the subscription up (deleted or disabled: record `cancelled`, send nothing);
-take a slot of its target (none free: wait for one while the target is healthy, else park it
-in a retry queue, confirmed); POST within the global concurrency bound; classify; then publish where
+take a slot of its target (none free: wait for one while the target is healthy, else defer it
+to a retry queue, confirmed); POST within the global concurrency bound; classify; then publish where
 it goes next (retry queue or dead queue, confirmed), then write the attempt log (group commit),
 in that order so a recorded attempt always has its next copy; ack only after both (the acks of
 many messages share one frame: `shared.acks`). The HTTP slots are released before waiting for
@@ -51,7 +51,7 @@ from shared.secretbox import SecretBox
 from shared.settings import Settings
 from shared.stores import deliveries as stored_deliveries
 from shared.subscription_cache import SubscriptionCache
-from shared.subscriptions import Subscription
+from shared.subscriptions import SubscriptionTarget
 from shared.wire import deliveries_of, delivery_count
 
 log = get_logger("sender")
@@ -378,7 +378,7 @@ class DeliveryWorker:
         await self._settle(msg, sub, result, started_at)
 
     async def _try_attempt(
-        self, msg: DeliveryMessage, sub: Subscription
+        self, msg: DeliveryMessage, sub: SubscriptionTarget
     ) -> tuple[AttemptResult, datetime] | None:
         """POST holding a global slot and one of the target's share; None (defer it) when the
         target holds its share and is stuck or slow.
@@ -400,7 +400,7 @@ class DeliveryWorker:
                 return None
 
     async def _attempt_holding(
-        self, msg: DeliveryMessage, sub: Subscription
+        self, msg: DeliveryMessage, sub: SubscriptionTarget
     ) -> tuple[AttemptResult, datetime]:
         """`_attempt`, then give the target's slot back (the caller holds a global one)."""
         took_s = 0.0
@@ -411,7 +411,7 @@ class DeliveryWorker:
             self._limits.release(sub.id, took_s)
         return result, started_at
 
-    async def _subscription(self, subscription_id: str) -> Subscription | None:
+    async def _subscription(self, subscription_id: str) -> SubscriptionTarget | None:
         # A miss is read from Postgres, in one query with the other misses of the moment
         # (a batch message's deliveries): None means deleted, not merely not cached.
         return await self._p.cache.get(subscription_id)
@@ -449,7 +449,7 @@ class DeliveryWorker:
         )
 
     async def _attempt(
-        self, msg: DeliveryMessage, sub: Subscription
+        self, msg: DeliveryMessage, sub: SubscriptionTarget
     ) -> tuple[AttemptResult, datetime]:
         """One POST; the caller holds a global slot and one of the target's."""
         settings = self._p.settings
@@ -469,7 +469,11 @@ class DeliveryWorker:
         return result, started_at
 
     async def _settle(
-        self, msg: DeliveryMessage, sub: Subscription, result: AttemptResult, started_at: datetime
+        self,
+        msg: DeliveryMessage,
+        sub: SubscriptionTarget,
+        result: AttemptResult,
+        started_at: datetime,
     ) -> None:
         verdict = classify(result, msg.attempt, self._schedule)
         self._observe(msg, sub, result, verdict)
@@ -493,7 +497,7 @@ class DeliveryWorker:
             await self._p.attempt_log.record(change)
 
     def _observe(
-        self, msg: DeliveryMessage, sub: Subscription, result: AttemptResult, verdict: Verdict
+        self, msg: DeliveryMessage, sub: SubscriptionTarget, result: AttemptResult, verdict: Verdict
     ) -> None:
         _ATTEMPTS_BY_OUTCOME[verdict.outcome].inc()
         metrics.DELIVERY_DURATION.observe(result.duration_s)

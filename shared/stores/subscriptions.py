@@ -24,7 +24,7 @@ from shared.matching import candidate_keys
 from shared.secretbox import ENCRYPTED_PREFIX, SecretBox
 from shared.sql import queries
 from shared.stores import Connection, connection
-from shared.subscriptions import Route, RouteKey, Subscription, from_row
+from shared.subscriptions import Route, RouteKey, SubscriptionTarget, from_row
 
 _SUBSCRIPTIONS_SQL = queries("subscriptions").require(
     "insert",
@@ -214,13 +214,15 @@ async def unpark(pool: asyncpg.Pool, subscription_id: str) -> None:
     await pool.execute(_SUBSCRIPTIONS_SQL["unpark"], subscription_id)
 
 
-async def load_all(conn: Connection, box: SecretBox) -> list[Subscription]:
+async def load_all(conn: Connection, box: SecretBox) -> list[SubscriptionTarget]:
     """Every subscription that is not deleted."""
     rows = await conn.fetch(_SUBSCRIPTIONS_SQL["targets_all"])
     return [from_row(r, box) for r in rows]
 
 
-async def load_one(conn: Connection, subscription_id: str, box: SecretBox) -> Subscription | None:
+async def load_one(
+    conn: Connection, subscription_id: str, box: SecretBox
+) -> SubscriptionTarget | None:
     """One subscription; None when it does not exist or was deleted."""
     row = await conn.fetchrow(_SUBSCRIPTIONS_SQL["target"], subscription_id)
     return from_row(row, box) if row else None
@@ -228,14 +230,14 @@ async def load_one(conn: Connection, subscription_id: str, box: SecretBox) -> Su
 
 async def load_many(
     conn: Connection, subscription_ids: Sequence[str], box: SecretBox
-) -> dict[str, Subscription | Exception]:
+) -> dict[str, SubscriptionTarget | Exception]:
     """The subscriptions of `subscription_ids` that exist and are not deleted, by id.
 
     A row whose secret does not open is there as its error (ConfigurationError or
     ValueError), so one unreadable row fails only what needs that subscription.
     """
     rows = await conn.fetch(_SUBSCRIPTIONS_SQL["targets"], list(subscription_ids))
-    found: dict[str, Subscription | Exception] = {}
+    found: dict[str, SubscriptionTarget | Exception] = {}
     for row in rows:
         try:
             found[row["id"]] = from_row(row, box)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import SERVICES, Stack
-from tests.e2e.receiver import Receiver
+from tests.support.receiver import Receiver
+from tests.support.stack import SERVICES, Stack
 
 StackFactory = Callable[..., Stack]
 

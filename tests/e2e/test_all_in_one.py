@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import StackFactory
-from tests.e2e.helpers import create_subscription, verified_payload
-from tests.e2e.receiver import Receiver
 from tests.support import unique_name
+from tests.support.e2e import create_subscription, verified_payload
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 

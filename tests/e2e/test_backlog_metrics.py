@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import StackFactory
-from tests.e2e.harness import Stack
 from tests.integration.test_sampler import Samples, scrape, value
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

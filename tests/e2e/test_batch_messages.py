@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from tests.e2e.conftest import StackFactory
-from tests.e2e.helpers import create_subscription, new_tenant, verified_payload
-from tests.e2e.receiver import Receiver
+from tests.support.e2e import create_subscription, new_tenant, verified_payload
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 

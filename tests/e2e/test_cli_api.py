@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Stack, hookline_command
-from tests.e2e.helpers import new_tenant
-from tests.e2e.receiver import Receiver
 from tests.support import API_TOKEN, free_port, unique_name
+from tests.support.e2e import new_tenant
+from tests.support.receiver import Receiver
+from tests.support.stack import Stack, hookline_command
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,6 @@ import pytest
 from hookline_client import AsyncNotifier, Notifier, outbox
 from hookline_client.outbox.relay import CRASH_AFTER_CONFIRM_ENV
 
-from tests.e2e.harness import Stack
-from tests.e2e.helpers import create_subscription, new_tenant, verified_payload
-from tests.e2e.receiver import Received, Receiver
 from tests.support import (
     ADMIN_DATABASE_URL,
     AMQP_URL,
@@ -29,6 +26,9 @@ from tests.support import (
     database_url,
     unique_name,
 )
+from tests.support.e2e import create_subscription, new_tenant, verified_payload
+from tests.support.receiver import Received, Receiver
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

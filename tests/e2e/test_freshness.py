@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import StackFactory
-from tests.e2e.harness import Stack
-from tests.e2e.helpers import create_subscription, new_tenant, verified_payload
-from tests.e2e.receiver import Received, Receiver
 from tests.support import unique_name
+from tests.support.e2e import create_subscription, new_tenant, verified_payload
+from tests.support.receiver import Received, Receiver
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -21,10 +21,10 @@ import pytest
 from shared.secretbox import new_key
 from shared.signing import secret_bytes
 from tests.e2e.conftest import StackFactory
-from tests.e2e.harness import Stack
-from tests.e2e.helpers import create_subscription, new_tenant, verified_payload
-from tests.e2e.receiver import Receiver
 from tests.support import API_TOKEN, unique_name
+from tests.support.e2e import create_subscription, new_tenant, verified_payload
+from tests.support.receiver import Receiver
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

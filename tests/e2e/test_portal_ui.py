@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.e2e.browser import PHONE, browser, new_page, screenshot
-from tests.e2e.harness import Stack
-from tests.e2e.helpers import create_subscription, new_tenant
-from tests.e2e.receiver import Receiver
 from tests.support import API_TOKEN
+from tests.support.browser import PHONE, browser, new_page, screenshot
+from tests.support.e2e import create_subscription, new_tenant
+from tests.support.receiver import Receiver
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 expect.set_options(timeout=20_000)

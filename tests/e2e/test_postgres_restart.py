@@ -10,8 +10,8 @@ import pytest
 
 from chaos.backends import PrivatePostgres
 from chaos.run import Backends
-from tests.e2e.restarts import assert_all_delivered, run_short
 from tests.support import AMQP_URL
+from tests.support.restarts import assert_all_delivered, run_short
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

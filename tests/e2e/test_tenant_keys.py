@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.harness import Stack
-from tests.e2e.helpers import create_subscription, new_tenant
-from tests.e2e.receiver import Receiver
 from tests.support import unique_name
+from tests.support.e2e import create_subscription, new_tenant
+from tests.support.receiver import Receiver
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from shared.settings import Settings
-from tests.integration.ingest_harness import Ingest, running_ingest
 from tests.support import ADMIN_DATABASE_URL
+from tests.support.ingest import Ingest, running_ingest
 
 PROBLEM = "application/problem+json"
 

@@ -10,7 +10,7 @@ import pytest
 
 from shared.ids import delivery_id
 from shared.settings import Settings
-from tests.integration.ingest_harness import Ingest, running_ingest
+from tests.support.ingest import Ingest, running_ingest
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from services.api.schemas import encode_cursor
 from services.ingest.publisher import H_REASON
 from shared.models import H_ERROR
 from shared.settings import Settings
-from tests.integration.ingest_harness import Ingest, running_ingest
+from tests.support.ingest import Ingest, running_ingest
 
 SUB = {"url": "http://127.0.0.1:9/hooks", "event_types": ["invoice.*"]}
 

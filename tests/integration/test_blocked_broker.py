@@ -9,8 +9,8 @@ import time
 from pydantic import SecretStr
 
 from shared.settings import Settings
-from tests.integration.pipeline_support import running_pipeline
-from tests.integration.private_rabbitmq import private_node
+from tests.support.pipeline import running_pipeline
+from tests.support.private_rabbitmq import private_node
 
 EVENT = {"type": "test.fault", "data": {"marker": "during"}}
 
@@ -53,6 +53,6 @@ async def test_a_memory_alarm_answers_503_at_once_and_loses_nothing(settings: Se
 
 
 def _auth() -> str:
-    from tests.integration.pipeline_support import AUTH
+    from tests.support.pipeline import AUTH
 
     return AUTH["Authorization"]

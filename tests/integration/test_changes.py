@@ -11,7 +11,7 @@ import pytest
 
 from shared.changes import ChangeFollower, Channel
 from shared.settings import Settings
-from tests.integration.fanout_support import eventually, eventually_async
+from tests.support.fanout import eventually, eventually_async
 
 WITHIN_S = 10.0
 

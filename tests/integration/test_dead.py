@@ -14,7 +14,8 @@ from services.sender.dead import list_dead, redrive
 from shared.amqp import json_message
 from shared.settings import Settings
 from shared.topology import SEND_ROUTING_KEY, Topology
-from tests.integration.test_sender_harness import (
+from tests.support import AMQP_URL
+from tests.support.sender import (
     Answer,
     Receiver,
     database,
@@ -25,7 +26,6 @@ from tests.integration.test_sender_harness import (
     sender_running,
     wait_for_status,
 )
-from tests.support import AMQP_URL
 
 
 async def publish_malformed(settings: Settings) -> None:

@@ -11,7 +11,7 @@ import pytest
 from shared.db import create_pool
 from shared.settings import Settings
 from shared.stores import deliveries as store
-from tests.integration.test_sender_harness import database, insert_delivery, insert_subscription
+from tests.support.sender import database, insert_delivery, insert_subscription
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from shared.models import (
 from shared.runtime import serve
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.integration.fanout_support import eventually, insert_subscription
 from tests.support import ADMIN_DATABASE_URL, AMQP_URL, wait_ready
+from tests.support.fanout import eventually, insert_subscription
 
 WAIT_S = 10.0
 

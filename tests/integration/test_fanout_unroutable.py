@@ -9,9 +9,9 @@ from typing import cast
 import aio_pika
 
 from shared.settings import Settings
-from tests.integration.fanout_support import insert_subscription
 from tests.integration.test_fanout import Fanout, _start, stored_rows
 from tests.support import AMQP_URL
+from tests.support.fanout import insert_subscription
 
 
 async def test_an_event_whose_deliveries_queue_is_gone_stays_queued(settings: Settings) -> None:

@@ -13,8 +13,8 @@ from services.ingest.publisher import H_REASON
 from shared.metrics import REGISTRY
 from shared.models import H_ERROR, H_TENANT_ID, EventIn
 from shared.settings import Settings
-from tests.integration.ingest_harness import Ingest, running_ingest
 from tests.integration.test_ingest_replicas import _accept_until_done, _replica
+from tests.support.ingest import Ingest, running_ingest
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from services.ingest.publisher import H_REASON
 from shared.models import H_ERROR, EventMessage
 from shared.settings import Settings
-from tests.integration.ingest_harness import Ingest, running_ingest
+from tests.support.ingest import Ingest, running_ingest
 
 
 @pytest.fixture

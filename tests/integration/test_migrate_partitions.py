@@ -13,8 +13,8 @@ from services.ingest.retention import Retention
 from shared.db import migrate
 from shared.ids import delivery_id, id_at
 from shared.settings import Settings
-from tests.integration.ingest_harness import running_ingest
 from tests.support import database_url, delete_namespace, drop_database, make_settings, unique_name
+from tests.support.ingest import running_ingest
 
 DAY_S = 86400.0
 _TABLES = ("events", "deliveries", "delivery_attempts")

@@ -12,7 +12,7 @@ import orjson
 from shared.ids import delivery_id, new_id
 from shared.models import EventMessage
 from shared.settings import Settings
-from tests.integration.pipeline_support import Pipeline, running_pipeline
+from tests.support.pipeline import Pipeline, running_pipeline
 
 LOST_AGO = "2 hours"
 

@@ -13,9 +13,9 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from shared.settings import Settings
-from tests.integration.fanout_support import insert_subscription as insert_matching
 from tests.integration.test_fanout import Fanout, _start, connection  # noqa: F401
-from tests.integration.test_sender_harness import (
+from tests.support.fanout import insert_subscription as insert_matching
+from tests.support.sender import (
     Answer,
     Receiver,
     database,

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from shared.settings import Settings
-from tests.integration.ingest_harness import Ingest, running_ingest
-from tests.integration.portal_support import World, make_world, portal_call
+from tests.support.ingest import Ingest, running_ingest
+from tests.support.portal import World, make_world, portal_call
 
 _WAITING = """
 SELECT count(*) FROM pg_stat_activity

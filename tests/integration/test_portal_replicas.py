@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from shared.settings import Settings
-from tests.integration.ingest_harness import running_ingest
 from tests.support import free_port
+from tests.support.ingest import running_ingest
 
 
 async def test_a_session_works_on_every_replica_and_its_revocation_too(

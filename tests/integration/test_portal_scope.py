@@ -10,8 +10,8 @@ import pytest
 
 from shared.models import DeliveryMessage
 from shared.settings import Settings
-from tests.integration.ingest_harness import Ingest, running_ingest
-from tests.integration.portal_support import World, make_world, portal_call
+from tests.support.ingest import Ingest, running_ingest
+from tests.support.portal import World, make_world, portal_call
 
 
 @pytest.fixture

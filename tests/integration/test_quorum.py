@@ -14,8 +14,8 @@ from shared.amqp import QueueTypeMismatch, connect, declare
 from shared.ops import Readiness
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.integration.pipeline_support import WAIT_S, running_pipeline
 from tests.support import AMQP_URL, rabbitmqctl
+from tests.support.pipeline import WAIT_S, running_pipeline
 
 
 async def queue_types(namespace: str) -> dict[str, str]:

@@ -6,9 +6,9 @@ import pytest
 
 from shared.amqp import connection_name
 from shared.settings import Settings
-from tests.e2e.receiver import Received
-from tests.integration.pipeline_support import CuttableProxy, Pipeline, running_pipeline
 from tests.support import close_connections, make_settings
+from tests.support.pipeline import CuttableProxy, Pipeline, running_pipeline
+from tests.support.receiver import Received
 
 CASES = {
     "ingest-consumer": ["ingest-consume"],

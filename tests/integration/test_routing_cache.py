@@ -16,7 +16,7 @@ from shared.routing_cache import RoutingCache
 from shared.secretbox import SecretBox
 from shared.settings import Settings
 from shared.subscription_cache import SubscriptionCache
-from tests.integration.fanout_support import eventually, insert_subscription
+from tests.support.fanout import eventually, insert_subscription
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from shared.runtime import serve
 from shared.sampler import SAMPLER_LOCK_KEY
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.integration.test_sender_harness import insert_delivery, insert_subscription
 from tests.support import AMQP_URL
+from tests.support.sender import insert_delivery, insert_subscription
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

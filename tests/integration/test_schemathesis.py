@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from shared.settings import Settings
-from tests.integration.ingest_harness import running_ingest
 from tests.support import API_TOKEN
+from tests.support.ingest import running_ingest
 
 CHECKS = ",".join(
     [

@@ -10,7 +10,7 @@ from standardwebhooks import Webhook
 from shared.settings import Settings
 from shared.signing import generate_secret, secret_bytes, verify
 from shared.topology import Topology
-from tests.integration.test_sender_harness import (
+from tests.support.sender import (
     Answer,
     Receiver,
     attempts_of,

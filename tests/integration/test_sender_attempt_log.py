@@ -10,7 +10,7 @@ import pytest
 
 from services.sender.attempt_log import AttemptRow, DeliveryChange, write_batch
 from shared.settings import Settings
-from tests.integration.test_sender_harness import database, insert_delivery, insert_subscription
+from tests.support.sender import database, insert_delivery, insert_subscription
 
 
 def _change(

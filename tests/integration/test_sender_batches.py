@@ -21,7 +21,7 @@ from shared.runtime import serve
 from shared.secretbox import new_key
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.integration.test_sender_harness import (
+from tests.support.sender import (
     AMQP_URL,
     Answer,
     Receiver,

@@ -9,7 +9,7 @@ import asyncpg
 from services.sender.disable import sweep_failing
 from shared.metrics import SUBSCRIPTIONS_DISABLED
 from shared.settings import Settings
-from tests.integration.test_sender_harness import (
+from tests.support.sender import (
     Answer,
     Receiver,
     database,

@@ -11,7 +11,7 @@ from shared.models import H_DELIVERY_ID, H_ERROR, DeliveryMessage
 from shared.secretbox import new_key
 from shared.settings import Settings
 from shared.topology import SEND_ROUTING_KEY, Topology
-from tests.integration.test_sender_harness import (
+from tests.support.sender import (
     AMQP_URL,
     Answer,
     Receiver,
@@ -59,7 +59,7 @@ async def test_a_retry_with_its_retry_queue_deleted_goes_on_as_scheduled(
         await _delete_queue(topology.retry_queue(settings.retry_delays[0]).name)
         await _publish_undeclared(topology, msg)
 
-        # The retry came back unroutable: the sender declared its queues again and parked
+        # The retry came back unroutable: the sender declared its queues again and published
         # it there, instead of sending attempt 1 again and again.
         row = await wait_for_status(conn, msg.delivery_id, "succeeded")
         attempts = await attempts_of(conn, msg.delivery_id)

@@ -8,7 +8,7 @@ import asyncio
 from shared.metrics import DELIVERIES_DEFERRED
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.integration.test_sender_harness import (
+from tests.support.sender import (
     Answer,
     Receiver,
     attempts_of,

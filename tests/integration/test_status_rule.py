@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from shared.settings import Settings
 from shared.stores import deliveries
-from tests.integration.test_sender_harness import database, insert_delivery, insert_subscription
+from tests.support.sender import database, insert_delivery, insert_subscription
 
 _STATUSES = ("pending", "succeeded", "failed", "cancelled")
 _CASES = list(itertools.product(_STATUSES, _STATUSES, (True, False)))

@@ -17,12 +17,12 @@ from shared.secretbox import SecretBox, new_key
 from shared.settings import Settings
 from shared.signing import generate_secret, secret_bytes
 from shared.subscription_cache import SubscriptionCache
-from tests.integration.fanout_support import (
+from tests.support import ADMIN_DATABASE_URL
+from tests.support.fanout import (
     eventually,
     eventually_async,
     insert_subscription,
 )
-from tests.support import ADMIN_DATABASE_URL
 
 FRESH_WITHIN_S = 1.0
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shared.settings import Settings
-from tests.integration.ingest_harness import Ingest, running_ingest
+from tests.support.ingest import Ingest, running_ingest
 
 
 @pytest.fixture

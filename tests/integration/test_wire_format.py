@@ -17,10 +17,10 @@ from shared.ids import delivery_id
 from shared.models import H_ERROR, EventMessage
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.integration.fanout_support import insert_subscription as insert_matching
 from tests.integration.test_fanout import Fanout, _start, pairs
 from tests.integration.test_sender_batches import _event_for
-from tests.integration.test_sender_harness import (
+from tests.support.fanout import insert_subscription as insert_matching
+from tests.support.sender import (
     AMQP_URL,
     Answer,
     Receiver,

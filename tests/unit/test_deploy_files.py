@@ -15,7 +15,7 @@ import shared.backlog  # noqa: F401  (registers the sampled gauges)
 from shared.durations import parse_duration_s
 from shared.metrics import REGISTRY
 from shared.settings import Settings
-from tests.unit.k8s_render import objects
+from tests.support.k8s_render import objects
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

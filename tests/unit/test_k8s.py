@@ -11,7 +11,7 @@ import yaml
 
 from shared.settings import Settings
 from shared.topology import Topology
-from tests.unit.k8s_render import (
+from tests.support.k8s_render import (
     KUBERNETES_VERSIONS,
     KUSTOMIZATIONS,
     ROOT,

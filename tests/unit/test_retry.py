@@ -51,9 +51,9 @@ def test_deferrals_wait_longer_each_time_up_to_the_patience() -> None:
     assert [short.deferral_delay(n, patience_s=2.0) for n in (1, 2, 3)] == [0.2, 0.4, 0.4]
 
 
-def test_repeated_deferrals_park_a_saturated_target_beyond_one_timeout_but_not_forever() -> None:
+def test_repeated_deferrals_of_a_saturated_target_wait_beyond_one_timeout_not_forever() -> None:
     # A 5 s timeout is covered by the 5 s queue: a target that had to wait once comes back
-    # after 5 s, one still full 5 s later is parked for 5 minutes, never for the 30 m queue.
+    # after 5 s, one still full 5 s later is deferred for 5 minutes, never for the 30 m queue.
     waits = [DEFAULT.deferral_delay(n, patience_s=5.0) for n in (1, 2, 3, 20, 10_000)]
     assert waits == [5.0, 300.0, 300.0, 300.0, 300.0]
     # A short timeout grows its patience step by step before it needs the 5 m queue.

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 from shared.acks import AckPlan, AckTracker, BatchAcker
-from tests.unit.amqp_fakes import FakeChannel
+from tests.support.amqp_fakes import FakeChannel
 
 HOLD_S = 0.02
 

@@ -13,7 +13,7 @@ from services.sender.worker import DeliveryWorker, WorkerParts
 from shared.acks import BatchAcker
 from shared.models import DeliveryMessage
 from tests.support import make_settings
-from tests.unit.amqp_fakes import FakeChannel
+from tests.support.amqp_fakes import FakeChannel
 
 
 def test_a_key_reaches_the_limit_after_that_many_failures_in_a_row() -> None:

@@ -9,7 +9,7 @@ from typing import Any, cast
 import asyncpg
 
 from services.sender.park import Parking
-from shared.subscriptions import Subscription
+from shared.subscriptions import SubscriptionTarget
 
 TIMEOUT_S = 2.0
 
@@ -30,8 +30,8 @@ class SlowPool:
         return "UPDATE 1"
 
 
-def _sub(sub_id: str, parked_until: datetime | None = None) -> Subscription:
-    return Subscription(
+def _sub(sub_id: str, parked_until: datetime | None = None) -> SubscriptionTarget:
+    return SubscriptionTarget(
         id=sub_id,
         url="http://127.0.0.1:1/hook",
         event_types=("*",),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from shared.subscription_cache import SubscriptionLRU
-from shared.subscriptions import Subscription
+from shared.subscriptions import SubscriptionTarget
 
 
-def sub(sub_id: str) -> Subscription:
-    return Subscription(
+def sub(sub_id: str) -> SubscriptionTarget:
+    return SubscriptionTarget(
         id=sub_id,
         url="https://example.com/hook",
         event_types=("*",),

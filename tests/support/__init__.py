@@ -1,4 +1,9 @@
-"""Test helpers: isolated namespaces and databases on the real broker and Postgres."""
+"""Test helpers: isolated namespaces and databases on the real broker and Postgres.
+
+Every helper module the tests share lives in this package, named after what it helps with
+(`sender`, `fanout`, `ingest`, `pipeline`, `portal`, `stack`, `receiver`, ...); no module
+here is named `test_*.py`, so pytest never collects one.
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ K8S = ROOT / "deploy" / "k8s"
 KUSTOMIZATIONS = ("base", "overlays/keda", "overlays/hpa", "overlays/reference")
 KUBERNETES_VERSIONS = ("1.27.0", "1.30.0", "1.33.0", "1.37.0")
 """Oldest to newest that kubernetes-validate ships, with two between."""
-CRD_SCHEMAS = Path(__file__).resolve().parent / "crd_schemas"
+CRD_SCHEMAS = ROOT / "tests" / "unit" / "crd_schemas"
 CRD_KINDS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.yaml",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication.yaml",

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from shared.ids import delivery_id
-from tests.integration.ingest_harness import Ingest
+from tests.support.ingest import Ingest
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 from standardwebhooks import Webhook
 
-from tests.e2e.receiver import Received
 from tests.support import unique_name
+from tests.support.receiver import Received
 
 
 def new_tenant() -> str:

@@ -22,8 +22,8 @@ from services.sender.app import run as run_sender
 from shared.runtime import serve
 from shared.settings import Settings
 from shared.topology import Topology, topology_of
-from tests.e2e.receiver import Receiver
 from tests.support import AMQP_URL, API_TOKEN, free_port
+from tests.support.receiver import Receiver
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 WAIT_S = 60.0

@@ -1,7 +1,4 @@
-"""Helpers of the sender tests: a scripted receiver, rows in Postgres, the sender in-process.
-
-No tests here; the sender and dead-letter tests import these helpers.
-"""
+"""Helpers of the sender tests: a scripted receiver, rows in Postgres, the sender in-process."""
 
 from __future__ import annotations
 
