@@ -13,7 +13,7 @@ from services.api.routing import Call, Route, json_response
 from services.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_cursor, page_of
 from services.api.scope import named_tenant
 from shared.models import EVENT_TYPE_PATTERN
-from shared.stores import event_list as store
+from shared.stores import events as store
 
 
 class DeliveryCounts(BaseModel):

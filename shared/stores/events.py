@@ -18,11 +18,19 @@ import orjson
 
 from shared.models import EventIn
 from shared.sql import queries
-from shared.stores import connection
+from shared.stores import Connection, connection
 from shared.stores import deliveries as delivery_store
 
 _EVENTS_SQL = queries("events").require(
-    "insert_many", "by_keys", "claim", "release_claims", "dispatch_state", "mark_dispatched", "get"
+    "insert_many",
+    "by_keys",
+    "list_page",
+    "insert_test_event",
+    "claim",
+    "release_claims",
+    "dispatch_state",
+    "mark_dispatched",
+    "get",
 )
 
 
@@ -170,3 +178,40 @@ async def get(pool: asyncpg.Pool, event_id: str) -> tuple[StoredEvent, list[asyn
             return None
         deliveries = await delivery_store.of_event(conn, event_id)
     return StoredEvent.from_row(row), deliveries
+
+
+async def list_page(
+    pool: asyncpg.Pool,
+    *,
+    event_type: str | None,
+    tenant_id: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+    tenant_scope: str | None = None,
+) -> tuple[list[asyncpg.Record], dict[str, dict[str, int]]]:
+    """The events list (GET /v1/events): events older than `before` (created_at, id), newest
+    first; and per event id, how many of its deliveries (to subscriptions of `tenant_scope`,
+    unless None) are in each status."""
+    created, last_id = before if before else (None, None)
+    async with connection(pool) as conn:
+        rows = list(
+            await conn.fetch(
+                _EVENTS_SQL["list_page"], event_type, tenant_id, created, last_id, limit
+            )
+        )
+        counts = (
+            await delivery_store.counts_by_event(conn, [row["id"] for row in rows], tenant_scope)
+            if rows
+            else {}
+        )
+    return rows, counts
+
+
+async def insert_test(
+    conn: Connection, event_id: str, event_type: str, data: dict[str, Any], tenant_id: str | None
+) -> datetime:
+    """Store a test event, already dispatched (it never goes to fanout); its created_at."""
+    created_at: datetime = await conn.fetchval(
+        _EVENTS_SQL["insert_test_event"], event_id, event_type, data, tenant_id
+    )
+    return created_at

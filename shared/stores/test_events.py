@@ -1,4 +1,5 @@
-"""Test events (`POST /v1/subscriptions/{id}/test`): an event and its one delivery, stored.
+"""Test events (`POST /v1/subscriptions/{id}/test`): an event and its one delivery, stored
+in one transaction through the events and deliveries stores.
 
 The event is stored already dispatched, so it never goes to fanout: its one delivery, to the
 chosen subscription, is created here and sent by the caller like a manual retry.
@@ -10,11 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.sql import queries
-from shared.stores import deliveries, subscriptions, transaction
+from shared.stores import deliveries, events, subscriptions, transaction
 from shared.stores.deliveries import Resend
-
-_EVENTS_SQL = queries("events").require("insert_test_event")
 
 TEST_EVENT_TYPE = "hookline.test"
 
@@ -37,12 +35,8 @@ async def create(
         subscription = await subscriptions.lock_in_scope(conn, subscription_id, tenant_scope)
         if subscription is None:
             return None
-        created_at = await conn.fetchval(
-            _EVENTS_SQL["insert_test_event"],
-            event_id,
-            TEST_EVENT_TYPE,
-            data,
-            subscription["tenant_id"],
+        created_at = await events.insert_test(
+            conn, event_id, TEST_EVENT_TYPE, data, subscription["tenant_id"]
         )
         await deliveries.insert_test(conn, delivery_id, event_id, subscription_id)
     return Resend(
