@@ -1,12 +1,9 @@
-"""RabbitMQ connection, the one idempotent declarer, and confirmed publishing."""
+"""RabbitMQ connection, its blocked state, and the one idempotent declarer (publishing is
+`shared.wire.publish`'s)."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import uuid
-from collections.abc import Sequence
-from typing import Any, NamedTuple
 
 import aio_pika
 import aiormq
@@ -17,19 +14,13 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aiormq import spec
 
 from shared.errors import BrokerUnavailable, ConfigurationError
 from shared.logging import get_logger
-from shared.models import DeliveryMessage
 from shared.settings import Settings
 from shared.topology import Exchange, Queue
 
 log = get_logger("amqp")
-
-JSON_CONTENT_TYPE = "application/json"
-PERSISTENT = 2
-"""`delivery_mode` of a persistent message, for `spec.Basic.Properties`."""
 
 _EXCHANGE_TYPES = {
     "topic": aio_pika.ExchangeType.TOPIC,
@@ -130,169 +121,3 @@ async def declare(
             await queue.bind(exchange, routing_key)
         declared_queues[q.name] = queue
     return declared_exchanges, declared_queues
-
-
-def json_message(
-    body: bytes,
-    *,
-    headers: dict[str, Any] | None = None,
-    message_id: str | None = None,
-    expiration: float | None = None,
-) -> aio_pika.Message:
-    """A persistent JSON message."""
-    return aio_pika.Message(
-        body,
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers=headers or {},
-        message_id=message_id,
-        expiration=expiration,
-    )
-
-
-def delivery_json_message(
-    msg: DeliveryMessage, *, extra_headers: dict[str, Any] | None = None
-) -> aio_pika.Message:
-    """A persistent delivery message as the sender consumes it: ids in basic properties
-    (`DeliveryMessage.properties`), `extra_headers` added to its header table."""
-    properties = msg.properties()
-    if extra_headers:
-        properties["headers"].update(extra_headers)
-    return aio_pika.Message(
-        msg.body,
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        **properties,
-    )
-
-
-def delivery_properties(
-    msg: DeliveryMessage, *, extra_headers: dict[str, Any] | None = None
-) -> spec.Basic.Properties:
-    """`delivery_json_message`'s properties for `publish_burst`: the same message, without
-    building an aio-pika `Message` on the way."""
-    properties = msg.properties()
-    headers = properties["headers"]
-    if extra_headers:
-        headers.update(extra_headers)
-    return spec.Basic.Properties(
-        content_type=JSON_CONTENT_TYPE,
-        delivery_mode=PERSISTENT,
-        headers=headers,
-        message_id=properties["message_id"],
-        correlation_id=properties["correlation_id"],
-        message_type=properties["type"],
-        app_id=properties["app_id"],
-    )
-
-
-PUBLISH_TIMEOUT_S = 30.0
-"""How long a confirmed publish may wait for its confirm before it counts as failed."""
-
-
-async def publish_confirmed(
-    exchange: AbstractExchange,
-    message: aio_pika.Message,
-    routing_key: str,
-    *,
-    timeout_s: float = PUBLISH_TIMEOUT_S,
-) -> None:
-    """Publish `message` as mandatory on a channel with publisher confirms; return once the
-    broker confirmed it was routed to a queue.
-
-    Raises BrokerUnavailable when the broker returned it (no queue bound: deleted by hand)
-    or did not confirm it, TimeoutError after `timeout_s`, or the AMQP error. On a channel
-    opened with `on_return_raises=True` a return raises aiormq's PublishError instead; both
-    are broker failures to the caller.
-
-    A message without a `message_id` is given a unique one first, for the reason in
-    `_ensure_message_id`.
-    """
-    if not message.message_id:
-        message.message_id = _unique_message_id()
-    result = await exchange.publish(message, routing_key, mandatory=True, timeout=timeout_s)
-    if not isinstance(result, spec.Basic.Ack):
-        raise BrokerUnavailable(
-            f"publish to {exchange.name or 'default exchange'}/{routing_key} not confirmed: "
-            f"{type(result).__name__}"
-        )
-
-
-class Outgoing(NamedTuple):
-    """One message of a burst; `exchange` None: the burst's own."""
-
-    body: bytes
-    routing_key: str
-    properties: spec.Basic.Properties
-    exchange: str | None = None
-
-
-async def publish_burst(
-    channel: AbstractChannel,
-    exchange: str,
-    messages: Sequence[Outgoing | tuple[bytes, str, spec.Basic.Properties]],
-) -> list[BaseException | None]:
-    """Publish (body, routing key, properties) messages at once as mandatory, straight on
-    aiormq (no aio-pika `Message` and no task per message), and await all their confirms.
-    An `Outgoing` may name another exchange than the burst's (a retry queue is reached
-    through the default exchange, "").
-
-    Every confirmed publish of Hookline goes through here: the hot paths (ingest's events,
-    fanout's deliveries, the sender's retries) directly, single messages through
-    `publish_confirmed`.
-
-    The hot-path alternative to `publish_confirmed`; the channel needs publisher confirms.
-    Returns, per message, None once confirmed, else why not: the exception, or
-    BrokerUnavailable for a nack or return. Raises only while getting the channel (it waits
-    for a reconnecting robust channel): nothing was published then. Put the burst under
-    one deadline (`asyncio.timeout`) rather than one per message; a deadline cancels the
-    whole burst, and which of its messages went out is then unknown.
-
-    A message whose properties have no `message_id` is published with a unique one (on a
-    copy of the properties: the caller's are left alone).
-    """
-    ready = [(m[0], m[1], _ensure_message_id(m[2]), _exchange_of(m, exchange)) for m in messages]
-    underlay = await channel.get_underlay_channel()
-    results = await asyncio.gather(
-        *(
-            underlay.basic_publish(
-                body, exchange=target, routing_key=key, properties=props, mandatory=True
-            )
-            for body, key, props, target in ready
-        ),
-        return_exceptions=True,
-    )
-    return [
-        _confirm_outcome(target, result)
-        for (_, _, _, target), result in zip(ready, results, strict=True)
-    ]
-
-
-def _exchange_of(message: Outgoing | tuple[bytes, str, spec.Basic.Properties], default: str) -> str:
-    if isinstance(message, Outgoing) and message.exchange is not None:
-        return message.exchange
-    return default
-
-
-def _unique_message_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _ensure_message_id(props: spec.Basic.Properties) -> spec.Basic.Properties:
-    """`props` with a `message_id`: aiormq matches a basic.return to its publish by it, and
-    with none the return is only logged and the following ack counts as a confirm, so a
-    mandatory message that no queue took would be dropped silently. Ids already set are kept
-    (the delivery and event ids receivers and tools rely on)."""
-    if props.message_id:
-        return props
-    props = copy.copy(props)
-    props.message_id = _unique_message_id()
-    return props
-
-
-def _confirm_outcome(exchange: str, result: object) -> BaseException | None:
-    if isinstance(result, spec.Basic.Ack):
-        return None
-    if isinstance(result, BaseException):
-        return result
-    return BrokerUnavailable(f"RabbitMQ did not confirm a publish to {exchange}: {result!r}")

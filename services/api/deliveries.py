@@ -21,9 +21,10 @@ from services.api.schemas import NOT_NULL, PageQuery, decode_cursor, encode_curs
 from services.api.scope import check_delivery, visible_subscription
 from shared.errors import NotFound
 from shared.logging import get_logger
-from shared.models import DeliveryMessage, webhook_body
+from shared.models import webhook_body
 from shared.stores import deliveries as store
 from shared.stores.deliveries import Resend
+from shared.wire.messages import DeliveryMessage
 
 log = get_logger("api")
 

@@ -10,30 +10,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from aio_pika.abc import AbstractChannel
 from aiormq import spec
 
-from shared import wire
-from shared.amqp import Outgoing, delivery_properties, publish_burst
-from shared.models import (
-    H_ACCEPTED_AT,
-    H_ATTEMPT,
-    H_SUBSCRIPTIONS,
-    DeliveryMessage,
-    EventMessage,
-    batch_message_id,
-)
 from shared.stores.deliveries import DeliveryRow
 from shared.topology import SEND_ROUTING_KEY
+from shared.wire import batches
+from shared.wire.messages import DeliveryMessage, EventMessage
+from shared.wire.properties import (
+    deliveries_properties,
+    delivery_properties,
+    event_deliveries_properties,
+    first_attempt_headers,
+    first_attempt_properties,
+)
+from shared.wire.publish import PUBLISH_TIMEOUT_S, Outgoing, publish_burst
 
-PUBLISH_TIMEOUT_S = 30.0
 MAX_BATCH_SUBSCRIPTIONS = 1000
 """Subscriptions listed in one batch message: ~31 KB of header, well inside one frame (a
 header that does not fit closes the connection: `frame_too_large`)."""
-_PERSISTENT = 2
-_CONTENT_TYPE = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +59,7 @@ class DeliveryPublisher:
         """Publish the deliveries of many events; returns once every message was confirmed.
 
         With `batch` the deliveries not parked, whatever their event, travel in format 2
-        messages of up to `wire.MAX_ITEMS` deliveries; parked ones as plain messages to their
+        messages of up to `batches.MAX_ITEMS` deliveries; parked ones as plain messages to their
         retry queue. Without it each event is published as `publish` does. Raises as
         `publish` does; publishing them all again is then safe.
         """
@@ -88,16 +84,10 @@ class DeliveryPublisher:
                         props = delivery_properties(msg)
                         publishes.append(self._send(msg.body, props, retry_queue))
             sizes = _body_sizes(straight)
-            for part in wire.chunks(sizes):
+            for part in batches.chunks(sizes):
                 chunk = [straight[i] for i in part]
-                properties = spec.Basic.Properties(
-                    content_type=wire.CONTENT_TYPE,
-                    delivery_mode=_PERSISTENT,
-                    headers=wire.headers_for(wire.DELIVERIES, len(chunk)),
-                    message_id=f"deliveries.{chunk[0].delivery_id}",
-                )
-                body = wire.encode_deliveries(chunk)
-                publishes.append(self._send(body, properties, None))
+                body = batches.encode_deliveries(chunk)
+                publishes.append(self._send(body, deliveries_properties(chunk), None))
             await self._confirmed(publishes)
 
     async def publish(
@@ -121,40 +111,24 @@ class DeliveryPublisher:
     async def _publish(
         self, event: EventMessage, rows: list[DeliveryRow], parked: Mapping[str, str]
     ) -> None:
-        # The layout of `DeliveryMessage.properties()`: ids in basic properties, a two-entry
-        # header table (encoding table entries was ~9% of fanout), shared by the event's rows.
-        headers: dict[str, Any] = {H_ATTEMPT: 1, H_ACCEPTED_AT: event.accepted_at}
+        # One header table for the event's messages (see `shared.wire.properties`).
+        headers = first_attempt_headers(event)
         publishes = []
         batched = [s for _, _, s in rows if s not in parked]
         if len(batched) > 1:
             # The rows going straight to the sender travel as batch messages
-            # (`shared.models.deliveries_of`): one publish, one queue entry, one consume and
-            # one ack for the event instead of one each per match. A header must fit in one
+            # (`shared.wire.messages.deliveries_of`): one publish, one queue entry, one consume
+            # and one ack for the event instead of one each per match. A header must fit in one
             # AMQP frame (128 KiB by default), hence at most MAX_BATCH_SUBSCRIPTIONS each.
             for number, start in enumerate(range(0, len(batched), MAX_BATCH_SUBSCRIPTIONS)):
                 chunk = batched[start : start + MAX_BATCH_SUBSCRIPTIONS]
-                properties = spec.Basic.Properties(
-                    content_type=_CONTENT_TYPE,
-                    delivery_mode=_PERSISTENT,
-                    headers={**headers, H_SUBSCRIPTIONS: " ".join(chunk)},
-                    message_id=batch_message_id(event.event_id, number),
-                    correlation_id=event.event_id,
-                    message_type=event.event_type,
-                )
+                properties = event_deliveries_properties(event, chunk, number)
                 publishes.append(self._send(event.body, properties, None))
         for dlv_id, _, subscription_id in rows:
             retry_queue = parked.get(subscription_id)
             if retry_queue is None and len(batched) > 1:
                 continue
-            properties = spec.Basic.Properties(
-                content_type=_CONTENT_TYPE,
-                delivery_mode=_PERSISTENT,
-                headers=headers,
-                message_id=dlv_id,
-                correlation_id=event.event_id,
-                message_type=event.event_type,
-                app_id=subscription_id,
-            )
+            properties = first_attempt_properties(event, dlv_id, subscription_id, headers)
             publishes.append(self._send(event.body, properties, retry_queue))
         # No timeout per message: one deadline for the event (above) costs far less.
         await self._confirmed(publishes)

@@ -19,24 +19,24 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from services.fanout.publisher import DeliveryPublisher, EventDeliveries
-from shared import wire
-from shared.amqp import publish_confirmed
 from shared.batching import BatchWriter, WriterClosed
 from shared.errors import BROKER_ERRORS, StorageUnavailable
 from shared.ids import delivery_id
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED, FANOUT_DELIVERIES
-from shared.models import H_ERROR, EventMessage
 from shared.retry import RetrySchedule
 from shared.routing_cache import RoutingCache
 from shared.stores.deliveries import DeliveryRow
 from shared.subscriptions import Route
 from shared.topology import Topology
+from shared.wire import batches
+from shared.wire.messages import H_ERROR, EventMessage
+from shared.wire.properties import event_json_message, rejected_copy
+from shared.wire.publish import publish_confirmed
 
 log = get_logger("fanout")
 
@@ -83,7 +83,7 @@ class Router:
             await self._reject(message, "internal_error", f"{type(exc).__name__}: {exc}")
 
     async def _route(self, message: AbstractIncomingMessage) -> None:
-        kind = wire.kind_of(message.headers)
+        kind = batches.kind_of(message.headers)
         if kind is not None:
             await self._route_format_2(message, kind)
             return
@@ -121,13 +121,13 @@ class Router:
         FANOUT_DELIVERIES.inc(len(rows))
 
     async def _route_format_2(self, message: AbstractIncomingMessage, kind: str) -> None:
-        """Route a message carrying many events (`shared.wire`): one routing look-up, one
-        write of every delivery row, one burst of delivery messages; returns once all of it
-        is durable (one ack for all of them, by the runtime)."""
+        """Route a message carrying many events (`shared.wire.batches`): one routing look-up,
+        one write of every delivery row, one burst of delivery messages; returns once all of
+        it is durable (one ack for all of them, by the runtime)."""
         try:
-            if kind != wire.EVENTS:
+            if kind != batches.EVENTS:
                 raise ValueError(f"not an events message: {kind}")
-            events = wire.decode_events(message.body)
+            events = batches.decode_events(message.body)
         except ValueError as exc:
             await self._reject(message, "malformed", str(exc))
             return
@@ -180,15 +180,7 @@ class Router:
 
     async def _reject_event(self, event: EventMessage, detail: str) -> None:
         """Reject one event of a format 2 message into `{ns}.fanout.rejected` (confirmed)."""
-        headers = event.headers()
-        headers[H_ERROR] = f"not_stored: {detail}"[:1000]
-        copy = aio_pika.Message(
-            event.body,
-            headers=headers,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=event.event_id,
-        )
+        copy = event_json_message(event, extra_headers={H_ERROR: f"not_stored: {detail}"[:1000]})
         # Mandatory: unroutable raises, and the whole message is requeued rather than lost.
         await publish_confirmed(self._default, copy, self._rejected_queue)
         EVENTS_REJECTED.labels("fanout_not_stored").inc()
@@ -223,11 +215,10 @@ class Router:
         """Move a message fanout cannot handle to `{ns}.fanout.rejected`, then ack it."""
         headers = dict(message.headers or {})
         headers[H_ERROR] = f"{reason}: {detail}"[:1000]
-        copy = aio_pika.Message(
+        copy = rejected_copy(
             message.body,
-            headers=headers,
+            headers,
             content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message.message_id,
         )
         try:

@@ -30,9 +30,10 @@ from shared.errors import (
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
-from shared.models import EventIn, EventMessage, webhook_body
+from shared.models import EventIn, webhook_body
 from shared.stores import events as event_store
 from shared.stores.events import NewEvent, StoredEvent
+from shared.wire.messages import EventMessage
 
 log = get_logger("ingest")
 

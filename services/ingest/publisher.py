@@ -18,24 +18,21 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiormq import spec
 
-from shared import wire
-from shared.amqp import (
-    JSON_CONTENT_TYPE,
-    PERSISTENT,
-    delivery_json_message,
-    json_message,
-    publish_burst,
-    publish_confirmed,
-)
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
-from shared.models import H_ERROR, DeliveryMessage, EventMessage
 from shared.topology import SEND_ROUTING_KEY, Topology
+from shared.wire import batches
+from shared.wire.messages import H_ERROR, H_REASON, DeliveryMessage, EventMessage
+from shared.wire.properties import (
+    delivery_json_message,
+    event_json_message,
+    event_properties,
+    events_properties,
+    rejected_copy,
+)
+from shared.wire.publish import publish_burst, publish_confirmed
 
 log = get_logger("ingest_publisher")
-
-H_REASON = "x-hookline-reason"
-"""Header of a rejected message: the short reason label (the metric's `reason`)."""
 
 _CONFIRM_TIMEOUT_S = 10.0
 BLOCKED_GIVE_UP_S = 0.5
@@ -82,8 +79,7 @@ class Publisher:
 
     async def publish_event(self, message: EventMessage) -> None:
         """Publish a stored event for fanout (routing key = its type)."""
-        msg = json_message(message.body, headers=message.headers(), message_id=message.event_id)
-        await self._confirmed(self._events, msg, message.event_type)
+        await self._confirmed(self._events, event_json_message(message), message.event_type)
 
     async def publish_events(self, messages: list[EventMessage]) -> list[BrokerUnavailable | None]:
         """Publish stored events for fanout at once; per message None, or why it was not confirmed.
@@ -91,7 +87,7 @@ class Publisher:
         Once any message may have gone out this never raises: a failure of one message,
         whatever its kind, is that message's BrokerUnavailable.
 
-        One `shared.amqp.publish_burst` (straight on aiormq with ready-made properties)
+        One `shared.wire.publish.publish_burst` (straight on aiormq with ready-made properties)
         under one deadline for the whole batch.
         """
         if not messages:
@@ -99,7 +95,7 @@ class Publisher:
         if self.blocked():
             return [self._unconfirmed(self._events, BlockedByBroker())] * len(messages)
         if self._batch:
-            parts = list(wire.chunks([len(m.body) for m in messages]))
+            parts = list(batches.chunks([len(m.body) for m in messages]))
             burst = [_batch_publish([messages[i] for i in part]) for part in parts]
         else:
             parts = [range(i, i + 1) for i in range(len(messages))]
@@ -171,9 +167,10 @@ class Publisher:
         kept = {k: v for k, v in headers.items() if k not in (H_ERROR, H_REASON)}
         kept[H_ERROR] = error[:_ERROR_HEADER_MAX]
         kept[H_REASON] = reason
-        msg = aio_pika.Message(body, headers=kept, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         await self._confirmed(
-            self._channel.default_exchange, msg, self._topology.rejected_queue.name
+            self._channel.default_exchange,
+            rejected_copy(body, kept),
+            self._topology.rejected_queue.name,
         )
 
     async def _confirmed(
@@ -197,27 +194,11 @@ class Publisher:
         return error
 
 
-BATCH_ROUTING_KEY = "hookline.batch"
-"""Routing key of a format 2 events message (fanout's queue takes every key on `{ns}.events`)."""
-
-
 def _plain_publish(m: EventMessage) -> tuple[bytes, str, spec.Basic.Properties]:
     """Format 1: one event, its type as the routing key, its fields as headers."""
-    properties = spec.Basic.Properties(
-        content_type=JSON_CONTENT_TYPE,
-        delivery_mode=PERSISTENT,
-        headers=m.headers(),
-        message_id=m.event_id,
-    )
-    return m.body, m.event_type, properties
+    return m.body, m.event_type, event_properties(m)
 
 
 def _batch_publish(part: list[EventMessage]) -> tuple[bytes, str, spec.Basic.Properties]:
-    """Format 2: the events of `part` in one message (`shared.wire`)."""
-    properties = spec.Basic.Properties(
-        content_type=wire.CONTENT_TYPE,
-        delivery_mode=PERSISTENT,
-        headers=wire.headers_for(wire.EVENTS, len(part)),
-        message_id=f"events.{part[0].event_id}",
-    )
-    return wire.encode_events(part), BATCH_ROUTING_KEY, properties
+    """Format 2: the events of `part` in one message (`shared.wire.batches`)."""
+    return batches.encode_events(part), batches.EVENTS_ROUTING_KEY, events_properties(part)

@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from services.sender.classify import AttemptResult, ErrorKind
-from shared.models import DeliveryMessage
 from shared.settings import Settings
 from shared.signing import signature_header
 from shared.subscriptions import SubscriptionTarget
 from shared.targets import TargetPolicy, guarded_connector, refusal_in
+from shared.wire.messages import DeliveryMessage
 
 MAX_HEADER_LINE_BYTES = 8190
 MAX_HEADERS = 64

@@ -15,12 +15,14 @@ from dataclasses import dataclass, replace
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared.amqp import connect, declare, delivery_json_message, publish_confirmed
+from shared.amqp import connect, declare
 from shared.logging import get_logger
-from shared.models import H_ERROR, DeliveryMessage
 from shared.settings import Settings
 from shared.stores import deliveries
 from shared.topology import SEND_ROUTING_KEY, Topology, topology_of
+from shared.wire.messages import H_ERROR, DeliveryMessage
+from shared.wire.properties import delivery_json_message
+from shared.wire.publish import publish_confirmed
 
 log = get_logger("dead")
 

@@ -35,10 +35,11 @@ from services.sender.requeue import Requeue
 from shared.errors import TRANSIENT_ERRORS
 from shared.logging import get_logger
 from shared.metrics import OVERDUE_REPUBLISHED
-from shared.models import DeliveryMessage, webhook_body
+from shared.models import webhook_body
 from shared.settings import Settings
 from shared.stores import deliveries
 from shared.topology import Topology
+from shared.wire.messages import DeliveryMessage
 
 log = get_logger("sender")
 

@@ -10,39 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
 from aiormq import spec
 from aiormq.exceptions import PublishError
 
-from shared.amqp import (
-    JSON_CONTENT_TYPE,
-    PERSISTENT,
-    PUBLISH_TIMEOUT_S,
-    declare,
-    delivery_properties,
-    publish_burst,
-)
+from shared.amqp import declare
 from shared.errors import BrokerUnavailable
 from shared.logging import get_logger
-from shared.models import H_ERROR, DeliveryMessage
 from shared.topology import Topology
+from shared.wire.messages import H_DEFERRALS, H_ERROR, DeliveryMessage
+from shared.wire.properties import delivery_properties, json_properties
+from shared.wire.publish import PUBLISH_TIMEOUT_S, publish_burst
 
 log = get_logger("sender")
-
-H_DEFERRALS = "x-hookline-deferrals"
-"""How many times in a row a delivery was deferred because its target had no free slot."""
-
-
-def deferrals_of(headers: Mapping[str, Any] | None) -> int:
-    """The deferral count carried by a consumed message (0 when absent or unreadable)."""
-    try:
-        return int((headers or {}).get(H_DEFERRALS, 0))
-    except (TypeError, ValueError):
-        return 0
-
 
 UNROUTABLE: tuple[type[BaseException], ...] = (PublishError, BrokerUnavailable)
 """What a mandatory publish to a queue that is gone raises: returned by the broker."""
@@ -140,10 +123,6 @@ class Requeue:
         message_id: str | None = None,
     ) -> None:
         """Put a message that may not even be a delivery in the dead queue, headers kept."""
-        properties = spec.Basic.Properties(
-            content_type=JSON_CONTENT_TYPE,
-            delivery_mode=PERSISTENT,
-            headers={**(headers or {}), H_ERROR: error},
-            message_id=message_id,
-        )
+        headers = {**(headers or {}), H_ERROR: error}
+        properties = json_properties(headers=headers, message_id=message_id)
         await self._publish(body, self._topology.dead_queue.name, properties)

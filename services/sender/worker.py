@@ -38,13 +38,12 @@ from services.sender.disable import disable
 from services.sender.failures import FailureCounts
 from services.sender.limits import WATCH_S, TargetLimits
 from services.sender.park import Parking
-from services.sender.requeue import Requeue, deferrals_of
+from services.sender.requeue import Requeue
 from services.sender.slots import Budget, Slots
-from shared import metrics, wire
+from shared import metrics
 from shared.acks import BatchAcker, Ticket
 from shared.errors import TRANSIENT_ERRORS
 from shared.logging import get_logger
-from shared.models import DeliveryMessage
 from shared.retry import RetrySchedule
 from shared.runtime import drain_tasks
 from shared.secretbox import SecretBox
@@ -52,7 +51,9 @@ from shared.settings import Settings
 from shared.stores import deliveries as stored_deliveries
 from shared.subscription_cache import SubscriptionCache
 from shared.subscriptions import SubscriptionTarget
-from shared.wire import deliveries_of, delivery_count
+from shared.wire import batches
+from shared.wire.batches import deliveries_of, delivery_count
+from shared.wire.messages import DeliveryMessage, deferrals_of
 
 log = get_logger("sender")
 
@@ -276,7 +277,7 @@ class DeliveryWorker:
                 )
                 metrics.DEAD_LETTERED.inc()
                 return
-            if len(deliveries) == 1 and wire.kind_of(message.headers) is None:
+            if len(deliveries) == 1 and batches.kind_of(message.headers) is None:
                 await self._deliver(deliveries[0], deferrals_of(message.headers))
             else:
                 # A format 2 message is checked even when new: fanout publishes its
@@ -285,7 +286,7 @@ class DeliveryWorker:
                 check = (
                     bool(message.redelivered)
                     or id(message) in self._held
-                    or wire.kind_of(message.headers) is not None
+                    or batches.kind_of(message.headers) is not None
                 )
                 await self._deliver_batch(deliveries, redelivered=check)
         finally:

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from shared.ids import delivery_id
-from shared.models import DeliveryMessage
 from shared.settings import Settings
+from shared.wire.messages import DeliveryMessage
 from tests.support.ingest import Ingest, running_ingest
 
 

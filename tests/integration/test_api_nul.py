@@ -13,9 +13,8 @@ import orjson
 import pytest
 
 from services.api.schemas import encode_cursor
-from services.ingest.publisher import H_REASON
-from shared.models import H_ERROR
 from shared.settings import Settings
+from shared.wire.messages import H_ERROR, H_REASON
 from tests.support.ingest import Ingest, running_ingest
 
 SUB = {"url": "http://127.0.0.1:9/hooks", "event_types": ["invoice.*"]}

@@ -133,7 +133,8 @@ async def test_a_publisher_channel_is_reopened_after_a_channel_error(
 ) -> None:
     """Publishers rely on the robust connection: after the broker closed their channel for
     an error, the next confirmed publish goes through on a reopened channel."""
-    from shared.amqp import connect, declare, publish_confirmed
+    from shared.amqp import connect, declare
+    from shared.wire.publish import publish_confirmed
 
     connection = await connect(settings, "test-publish")
     try:

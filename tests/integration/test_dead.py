@@ -11,9 +11,9 @@ import pytest
 
 from services.cli.dead import main
 from services.sender.dead import list_dead, redrive
-from shared.amqp import json_message
 from shared.settings import Settings
 from shared.topology import SEND_ROUTING_KEY, Topology
+from shared.wire.properties import json_message
 from tests.support import AMQP_URL
 from tests.support.sender import (
     Answer,

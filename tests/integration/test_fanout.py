@@ -18,17 +18,17 @@ from services.fanout import publisher as publisher_module
 from services.fanout.app import run
 from shared.ids import delivery_id, new_id
 from shared.metrics import REGISTRY
-from shared.models import (
+from shared.models import webhook_body
+from shared.runtime import serve
+from shared.settings import Settings
+from shared.topology import Topology
+from shared.wire.messages import (
     H_ERROR,
     H_SUBSCRIPTIONS,
     DeliveryMessage,
     EventMessage,
     deliveries_of,
-    webhook_body,
 )
-from shared.runtime import serve
-from shared.settings import Settings
-from shared.topology import Topology
 from tests.support import ADMIN_DATABASE_URL, AMQP_URL, wait_ready
 from tests.support.fanout import eventually, insert_subscription
 

@@ -9,10 +9,10 @@ import asyncpg
 import orjson
 import pytest
 
-from services.ingest.publisher import H_REASON
 from shared.metrics import REGISTRY
-from shared.models import H_ERROR, H_TENANT_ID, EventIn
+from shared.models import EventIn
 from shared.settings import Settings
+from shared.wire.messages import H_ERROR, H_REASON, H_TENANT_ID
 from tests.integration.test_ingest_replicas import _accept_until_done, _replica
 from tests.support.ingest import Ingest, running_ingest
 

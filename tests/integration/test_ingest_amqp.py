@@ -9,9 +9,8 @@ import asyncpg
 import orjson
 import pytest
 
-from services.ingest.publisher import H_REASON
-from shared.models import H_ERROR, EventMessage
 from shared.settings import Settings
+from shared.wire.messages import H_ERROR, H_REASON, EventMessage
 from tests.support.ingest import Ingest, running_ingest
 
 

@@ -10,9 +10,8 @@ import asyncpg
 import orjson
 import pytest
 
-from services.ingest.publisher import H_REASON
-from shared.models import H_ERROR
 from shared.settings import Settings
+from shared.wire.messages import H_ERROR, H_REASON
 from tests.support.ingest import Ingest, running_ingest
 
 

@@ -10,8 +10,8 @@ import asyncpg
 import orjson
 
 from shared.ids import delivery_id, new_id
-from shared.models import EventMessage
 from shared.settings import Settings
+from shared.wire.messages import EventMessage
 from tests.support.pipeline import Pipeline, running_pipeline
 
 LOST_AGO = "2 hours"

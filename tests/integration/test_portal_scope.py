@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from shared.models import DeliveryMessage
 from shared.settings import Settings
+from shared.wire.messages import DeliveryMessage
 from tests.support.ingest import Ingest, running_ingest
 from tests.support.portal import World, make_world, portal_call
 

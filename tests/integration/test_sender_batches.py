@@ -16,11 +16,12 @@ from services.fanout.publisher import DeliveryPublisher
 from services.sender.app import run as run_sender
 from shared.ids import delivery_id, new_id
 from shared.metrics import REGISTRY
-from shared.models import H_DELIVERY_ID, H_ERROR, EventMessage, webhook_body
+from shared.models import webhook_body
 from shared.runtime import serve
 from shared.secretbox import new_key
 from shared.settings import Settings
 from shared.topology import Topology
+from shared.wire.messages import H_DELIVERY_ID, H_ERROR, EventMessage
 from tests.support.sender import (
     AMQP_URL,
     Answer,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import aio_pika
 from pydantic import SecretStr
 
-from shared.amqp import delivery_json_message
-from shared.models import H_DELIVERY_ID, H_ERROR, DeliveryMessage
 from shared.secretbox import new_key
 from shared.settings import Settings
 from shared.topology import SEND_ROUTING_KEY, Topology
+from shared.wire.messages import H_DELIVERY_ID, H_ERROR, DeliveryMessage
+from shared.wire.properties import delivery_json_message
 from tests.support.sender import (
     AMQP_URL,
     Answer,

@@ -12,11 +12,11 @@ from aio_pika.abc import AbstractRobustConnection
 from standardwebhooks import Webhook
 
 from services.fanout.publisher import DeliveryPublisher, EventDeliveries
-from shared import wire
 from shared.ids import delivery_id
-from shared.models import H_ERROR, EventMessage
 from shared.settings import Settings
 from shared.topology import Topology
+from shared.wire import batches
+from shared.wire.messages import H_ERROR, EventMessage
 from tests.integration.test_fanout import Fanout, _start, pairs
 from tests.integration.test_sender_batches import _event_for
 from tests.support.fanout import insert_subscription as insert_matching
@@ -55,8 +55,8 @@ async def _publish_events(f: Fanout, events: list[EventMessage]) -> None:
     exchange = await f.channel.get_exchange(f.topology.events_exchange.name)
     await exchange.publish(
         aio_pika.Message(
-            wire.encode_events(events),
-            headers=wire.headers_for(wire.EVENTS, len(events)),
+            batches.encode_events(events),
+            headers=batches.headers_for(batches.EVENTS, len(events)),
             delivery_mode=2,
         ),
         "hookline.batch",
@@ -76,8 +76,8 @@ async def test_many_events_in_one_message_become_one_message_of_their_deliveries
     await _publish_events(f, [paid, shipped, tenant])
 
     [message] = await f.take(f.topology.deliveries_queue.name, 1)
-    assert wire.kind_of(message.headers) == wire.DELIVERIES
-    deliveries = wire.deliveries_of(message)
+    assert batches.kind_of(message.headers) == batches.DELIVERIES
+    deliveries = batches.deliveries_of(message)
     assert pairs(deliveries) == {
         (paid.event_id, invoices),
         (paid.event_id, everything),
@@ -120,14 +120,16 @@ async def test_an_unstored_event_of_a_batch_is_rejected_alone(batching_fanout: F
         missing.event_id
     )
     [message] = await f.take(f.topology.deliveries_queue.name, 1)
-    assert pairs(wire.deliveries_of(message)) == {(stored.event_id, sub)}
+    assert pairs(batches.deliveries_of(message)) == {(stored.event_id, sub)}
 
 
 async def test_a_malformed_batch_is_rejected_not_lost(batching_fanout: Fanout) -> None:
     f = batching_fanout
     exchange = await f.channel.get_exchange(f.topology.events_exchange.name)
     await exchange.publish(
-        aio_pika.Message(b"garbage", headers=wire.headers_for(wire.EVENTS, 1), delivery_mode=2),
+        aio_pika.Message(
+            b"garbage", headers=batches.headers_for(batches.EVENTS, 1), delivery_mode=2
+        ),
         "hookline.batch",
     )
     [rejected] = await f.take(f.topology.fanout_rejected_queue.name, 1)

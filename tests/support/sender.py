@@ -15,13 +15,15 @@ import asyncpg
 from aiohttp import web
 
 from services.sender.app import run as run_sender
-from shared.amqp import declare, delivery_json_message
+from shared.amqp import declare
 from shared.ids import delivery_id, new_id
-from shared.models import DeliveryMessage, webhook_body
+from shared.models import webhook_body
 from shared.runtime import serve
 from shared.settings import Settings
 from shared.signing import generate_secret
 from shared.topology import SEND_ROUTING_KEY, Topology
+from shared.wire.messages import DeliveryMessage
+from shared.wire.properties import delivery_json_message
 from tests.support import AMQP_URL, wait_ready
 
 

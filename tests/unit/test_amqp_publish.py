@@ -10,7 +10,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiormq import spec
 
-from shared.amqp import json_message, publish_burst, publish_confirmed
+from shared.wire.properties import json_message
+from shared.wire.publish import publish_burst, publish_confirmed
 
 
 @dataclass

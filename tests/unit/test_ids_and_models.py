@@ -13,15 +13,14 @@ import pytest
 from pydantic import ValidationError
 
 from shared.ids import _base32, delivery_id, new_id
-from shared.models import (
+from shared.models import EventIn, webhook_body
+from shared.wire.messages import (
     H_ACCEPTED_AT,
     H_ATTEMPT,
     H_SUBSCRIPTIONS,
     DeliveryMessage,
-    EventIn,
     EventMessage,
     deliveries_of,
-    webhook_body,
 )
 
 

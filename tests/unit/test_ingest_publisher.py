@@ -10,10 +10,10 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiormq import spec
 
 from services.ingest.publisher import Publisher
-from shared import wire
 from shared.errors import BrokerUnavailable
-from shared.models import EventMessage
 from shared.topology import Topology
+from shared.wire import batches
+from shared.wire.messages import EventMessage
 
 
 @dataclass
@@ -75,7 +75,7 @@ async def test_an_unexpected_error_fails_only_its_own_event() -> None:
 async def test_with_batching_events_share_one_message_and_its_outcome(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(wire, "MAX_ITEMS", 2)  # stands for the real bound of 500
+    monkeypatch.setattr(batches, "MAX_ITEMS", 2)  # stands for the real bound of 500
     topology = Topology("unit", (0.2,))
     exchanges = {
         name: cast(AbstractExchange, _Exchange(name))
@@ -93,5 +93,5 @@ async def test_with_batching_events_share_one_message_and_its_outcome(
     assert [o is None for o in outcomes] == [True, True, False, False, True]
     assert all(isinstance(o, BrokerUnavailable) for o in outcomes[2:4])
     assert [b.decode()[:1] for b in underlay.bodies] == ["{", "{"]
-    decoded = [e for body in underlay.bodies for e in wire.decode_events(body)]
+    decoded = [e for body in underlay.bodies for e in batches.decode_events(body)]
     assert [e.event_id for e in decoded] == ["evt_1", "evt_2", "evt_5"]

@@ -11,7 +11,7 @@ from services.sender import worker as worker_module
 from services.sender.failures import FAILURE_LIMIT, FailureCounts
 from services.sender.worker import DeliveryWorker, WorkerParts
 from shared.acks import BatchAcker
-from shared.models import DeliveryMessage
+from shared.wire.messages import DeliveryMessage
 from tests.support import make_settings
 from tests.support.amqp_fakes import FakeChannel
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared import wire
 from shared.ids import delivery_id
-from shared.models import (
+from shared.wire import batches
+from shared.wire.messages import (
     H_ACCEPTED_AT,
     H_ATTEMPT,
     H_SUBSCRIPTIONS,
@@ -48,17 +48,17 @@ def _delivery(event: EventMessage, sub: str) -> DeliveryMessage:
 
 def test_events_round_trip_in_order_with_their_bodies_and_tenants() -> None:
     events = [_event(1), _event(2, b"\n\n{}", tenant="acme"), _event(3, b"")]
-    assert wire.decode_events(wire.encode_events(events)) == events
+    assert batches.decode_events(batches.encode_events(events)) == events
 
 
 def test_deliveries_of_many_events_round_trip_sharing_each_events_body() -> None:
     a, b = _event(1), _event(2, b'{"other":"body"}')
     deliveries = [_delivery(a, "sub_1"), _delivery(b, "sub_1"), _delivery(a, "sub_2")]
-    body = wire.encode_deliveries(deliveries)
+    body = batches.encode_deliveries(deliveries)
     assert body.count(BODY) == 1  # one copy of an event's body, whatever its matches
-    message = _Consumed(body, wire.headers_for(wire.DELIVERIES, 3))
-    assert wire.delivery_count(message) == 3
-    assert wire.deliveries_of(message) == deliveries
+    message = _Consumed(body, batches.headers_for(batches.DELIVERIES, 3))
+    assert batches.delivery_count(message) == 3
+    assert batches.deliveries_of(message) == deliveries
 
 
 def test_format_1_messages_are_still_read_as_before() -> None:
@@ -67,17 +67,17 @@ def test_format_1_messages_are_still_read_as_before() -> None:
     event = _event(7)
     plain = _delivery(event, "sub_1")
     consumed = _Consumed(plain.body, **plain.properties())
-    assert wire.deliveries_of(consumed) == [plain]
-    assert wire.delivery_count(consumed) == 1
+    assert batches.deliveries_of(consumed) == [plain]
+    assert batches.delivery_count(consumed) == 1
     batch = _Consumed(
         BODY,
         {H_SUBSCRIPTIONS: "sub_1 sub_2", H_ATTEMPT: 1, H_ACCEPTED_AT: event.accepted_at},
         correlation_id=event.event_id,
         type=event.event_type,
     )
-    assert wire.delivery_count(batch) == 2
-    assert wire.deliveries_of(batch) == [_delivery(event, "sub_1"), _delivery(event, "sub_2")]
-    assert wire.kind_of(plain.properties()["headers"]) is None
+    assert batches.delivery_count(batch) == 2
+    assert batches.deliveries_of(batch) == [_delivery(event, "sub_1"), _delivery(event, "sub_2")]
+    assert batches.kind_of(plain.properties()["headers"]) is None
 
 
 @pytest.mark.parametrize(
@@ -94,19 +94,19 @@ def test_format_1_messages_are_still_read_as_before() -> None:
 )
 def test_a_malformed_batch_is_a_value_error(body: bytes) -> None:
     with pytest.raises(ValueError):
-        wire.decode_events(body)
+        batches.decode_events(body)
 
 
 def test_an_events_message_is_not_taken_for_deliveries() -> None:
-    message = _Consumed(wire.encode_events([_event(1)]), wire.headers_for(wire.EVENTS, 1))
+    message = _Consumed(batches.encode_events([_event(1)]), batches.headers_for(batches.EVENTS, 1))
     with pytest.raises(ValueError):
-        wire.deliveries_of(message)
+        batches.deliveries_of(message)
 
 
 def test_chunks_stay_within_the_item_and_byte_bounds() -> None:
-    parts = list(wire.chunks([1] * (wire.MAX_ITEMS * 2 + 1)))
-    assert [len(p) for p in parts] == [wire.MAX_ITEMS, wire.MAX_ITEMS, 1]
-    big = wire.MAX_BODY_BYTES // 2 + 1
-    parts = list(wire.chunks([big, big, 0, big * 3]))
+    parts = list(batches.chunks([1] * (batches.MAX_ITEMS * 2 + 1)))
+    assert [len(p) for p in parts] == [batches.MAX_ITEMS, batches.MAX_ITEMS, 1]
+    big = batches.MAX_BODY_BYTES // 2 + 1
+    parts = list(batches.chunks([big, big, 0, big * 3]))
     assert parts == [range(0, 1), range(1, 3), range(3, 4)]  # an oversized one goes alone
-    assert list(wire.chunks([])) == []
+    assert list(batches.chunks([])) == []

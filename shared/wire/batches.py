@@ -1,11 +1,10 @@
 """Wire format 2: many events (ingest -> fanout) or many deliveries (fanout -> sender) in one
 AMQP message, so the broker, the consumers and their acks handle one message per batch
-instead of one per event.
+instead of one per event (format 1, one per message, is `shared.wire.messages`; when each
+is published: `shared.wire`).
 
-Format 1 is what earlier versions publish and every version still reads: one event per
-message (`EventMessage`), one delivery (`DeliveryMessage`) or one event's deliveries
-(`x-hookline-subscriptions`) per message. A format 2 message says so in header `H_WIRE` and
-carries its item count in `H_COUNT`; its body is an index, a newline, then the bodies:
+A format 2 message says so in header `H_WIRE` and carries its item count in `H_COUNT`; its
+body is an index, a newline, then the bodies:
 
     {"b":[<length of body 0>, ...],"i":[<item>, ...]}\\n<body 0><body 1>...
 
@@ -13,10 +12,6 @@ An event item is `[event id, type, tenant id or null, accepted at, body number]`
 item is `[delivery id, event id, subscription id, type, attempt, accepted at, body number]`.
 Deliveries of one event share its body. The index is orjson output, which never holds a raw
 newline, so the first newline ends it whatever the bodies hold.
-
-Producers publish format 2 only when `HOOKLINE_BATCH_MESSAGES` is on, which an operator
-turns on once every consumer runs a version that reads it (docs/upgrading.md); a consumer
-that finds a format 2 message it cannot read rejects it with a reason, as any malformed one.
 """
 
 from __future__ import annotations
@@ -26,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from shared import models
-from shared.models import ConsumedMessage, DeliveryMessage, EventMessage
+from shared.wire import messages
+from shared.wire.messages import ConsumedMessage, DeliveryMessage, EventMessage
 
 H_WIRE = "x-hookline-wire"
 """Header naming a message's format 2 kind; absent on format 1 messages."""
@@ -36,6 +31,8 @@ H_COUNT = "x-hookline-count"
 EVENTS = "events.2"
 DELIVERIES = "deliveries.2"
 CONTENT_TYPE = "application/vnd.hookline.batch"
+EVENTS_ROUTING_KEY = "hookline.batch"
+"""Routing key of a format 2 events message (fanout's queue takes every key on `{ns}.events`)."""
 
 MAX_ITEMS = 500
 """Items in one message: a sender expands a message whole, within its in-hand budget."""
@@ -185,15 +182,15 @@ def delivery_count(message: ConsumedMessage) -> int:
     read from its headers without decoding it."""
     if kind_of(message.headers) == DELIVERIES:
         return count_of(message.headers)
-    return models.delivery_count(message)
+    return messages.delivery_count(message)
 
 
 def deliveries_of(message: ConsumedMessage) -> list[DeliveryMessage]:
     """The deliveries a consumed message carries, in either format (see
-    `shared.models.deliveries_of` for format 1); ValueError when it is malformed."""
+    `messages.deliveries_of` for format 1); ValueError when it is malformed."""
     kind = kind_of(message.headers)
     if kind is None:
-        return models.deliveries_of(message)
+        return messages.deliveries_of(message)
     if kind != DELIVERIES:
         raise ValueError(f"a {kind} message is not a delivery message")
     return decode_deliveries(message.body)
