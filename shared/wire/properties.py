@@ -79,7 +79,12 @@ def rejected_copy(
 
 def event_properties(event: EventMessage) -> spec.Basic.Properties:
     """An event on `{ns}.events`: its fields as headers, message id = event id."""
-    return json_properties(headers=event.headers(), message_id=event.event_id)
+    return spec.Basic.Properties(
+        content_type=JSON_CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        headers=event.headers(),
+        message_id=event.event_id,
+    )
 
 
 def event_json_message(
@@ -92,39 +97,14 @@ def event_json_message(
     return json_message(event.body, headers=headers, message_id=event.event_id)
 
 
-def delivery_json_message(
-    msg: DeliveryMessage, *, extra_headers: dict[str, Any] | None = None
-) -> aio_pika.Message:
-    """A persistent delivery message as the sender consumes it: ids in basic properties
-    (`DeliveryMessage.properties`), `extra_headers` added to its header table."""
-    properties = msg.properties()
-    if extra_headers:
-        properties["headers"].update(extra_headers)
-    return aio_pika.Message(
-        msg.body,
-        content_type=JSON_CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        **properties,
-    )
-
-
-def delivery_properties(
-    msg: DeliveryMessage, *, extra_headers: dict[str, Any] | None = None
-) -> spec.Basic.Properties:
-    """`delivery_json_message`'s properties: the same message, without building an
-    aio-pika `Message` on the way."""
-    properties = msg.properties()
-    headers = properties["headers"]
-    if extra_headers:
-        headers.update(extra_headers)
+def events_properties(events: Sequence[EventMessage]) -> spec.Basic.Properties:
+    """A format 2 message carrying `events` (`batches.encode_events`), on `{ns}.events` with
+    routing key `batches.EVENTS_ROUTING_KEY`."""
     return spec.Basic.Properties(
-        content_type=JSON_CONTENT_TYPE,
+        content_type=batches.CONTENT_TYPE,
         delivery_mode=PERSISTENT,
-        headers=headers,
-        message_id=properties["message_id"],
-        correlation_id=properties["correlation_id"],
-        message_type=properties["type"],
-        app_id=properties["app_id"],
+        headers=batches.headers_for(batches.EVENTS, len(events)),
+        message_id=f"events.{events[0].event_id}",
     )
 
 
@@ -170,17 +150,6 @@ def event_deliveries_properties(
     )
 
 
-def events_properties(events: Sequence[EventMessage]) -> spec.Basic.Properties:
-    """A format 2 message carrying `events` (`batches.encode_events`), on `{ns}.events` with
-    routing key `batches.EVENTS_ROUTING_KEY`."""
-    return spec.Basic.Properties(
-        content_type=batches.CONTENT_TYPE,
-        delivery_mode=PERSISTENT,
-        headers=batches.headers_for(batches.EVENTS, len(events)),
-        message_id=f"events.{events[0].event_id}",
-    )
-
-
 def deliveries_properties(deliveries: Sequence[DeliveryMessage]) -> spec.Basic.Properties:
     """A format 2 message carrying `deliveries` (`batches.encode_deliveries`)."""
     return spec.Basic.Properties(
@@ -188,4 +157,39 @@ def deliveries_properties(deliveries: Sequence[DeliveryMessage]) -> spec.Basic.P
         delivery_mode=PERSISTENT,
         headers=batches.headers_for(batches.DELIVERIES, len(deliveries)),
         message_id=f"deliveries.{deliveries[0].delivery_id}",
+    )
+
+
+def delivery_properties(
+    msg: DeliveryMessage, *, extra_headers: dict[str, Any] | None = None
+) -> spec.Basic.Properties:
+    """A delivery message as the sender consumes it: ids in basic properties
+    (`DeliveryMessage.properties`), `extra_headers` added to its header table."""
+    properties = msg.properties()
+    headers = properties["headers"]
+    if extra_headers:
+        headers.update(extra_headers)
+    return spec.Basic.Properties(
+        content_type=JSON_CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        headers=headers,
+        message_id=properties["message_id"],
+        correlation_id=properties["correlation_id"],
+        message_type=properties["type"],
+        app_id=properties["app_id"],
+    )
+
+
+def delivery_json_message(
+    msg: DeliveryMessage, *, extra_headers: dict[str, Any] | None = None
+) -> aio_pika.Message:
+    """`delivery_properties`' message, for `publish_confirmed`."""
+    properties = msg.properties()
+    if extra_headers:
+        properties["headers"].update(extra_headers)
+    return aio_pika.Message(
+        msg.body,
+        content_type=JSON_CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        **properties,
     )
