@@ -37,6 +37,11 @@ _BACKOFF_MAX_S = 5.0
 _KEEPALIVE_S = 5.0
 """How often the idle LISTEN connection is probed, so a silently dead one is noticed."""
 QUERY_TIMEOUT_S = 10.0
+_SESSION = {"plan_cache_mode": "force_generic_plan"}
+"""The caches' reads are few prepared statements run thousands of times with small arrays
+(a wave of misses). Left to choose, Postgres plans the routes read afresh at every run: on
+1,000,000 subscriptions 340-380 us for two keys, against 130-170 us with the one generic
+plan (index probes either way; measured on 2 cores)."""
 
 T = TypeVar("T")
 
@@ -154,7 +159,9 @@ class ChangeFollower:
 
     async def _connect(self) -> None:
         async with self._lock:
-            conn = await asyncpg.connect(self._database_url, timeout=QUERY_TIMEOUT_S)
+            conn = await asyncpg.connect(
+                self._database_url, timeout=QUERY_TIMEOUT_S, server_settings=_SESSION
+            )
             self._conn = conn
             conn.add_termination_listener(self._on_terminated)
             for name in self._channels:

@@ -47,21 +47,25 @@ UPDATE subscriptions SET parked_until = NULL WHERE id = $1 AND parked_until IS N
 -- name: tenants_of
 SELECT DISTINCT tenant_id FROM subscriptions WHERE id = ANY($1::text[])
 
--- One statement for every key of a batch: each (key, candidate pattern) pair finds the live
--- enabled subscriptions of that tenant listing that pattern. With a tenant, the index on
--- (tenant_id, id) narrows to the tenant's few rows; without, the GIN index on event_types of
--- the untenanted rows answers `@>`. UNION: a subscription listing `invoice.*` and
--- `invoice.paid` is one route.
+-- One statement for every key of a batch. Each key's candidate patterns are gathered into
+-- one array, so a tenanted key costs one probe of the index on (tenant_id, id), to the
+-- tenant's few rows, whatever the number of patterns; `&&` keeps the subscriptions listing
+-- any of them (one row each, even when one lists `invoice.*` and `invoice.paid`). Without
+-- a tenant, the GIN index on event_types of the untenanted rows answers `&&`. The two
+-- halves never share a row (a key has a tenant or not), hence UNION ALL, no de-duplication.
 -- name: routes
+WITH k AS (
+    SELECT u.i, u.tenant, array_agg(u.pattern) AS patterns
+    FROM unnest($1::int[], $2::text[], $3::text[]) AS u(i, tenant, pattern)
+    GROUP BY u.i, u.tenant
+)
 SELECT k.i, s.id, s.parked_until
-FROM unnest($1::int[], $2::text[], $3::text[]) AS k(i, tenant, pattern)
-JOIN subscriptions AS s ON s.tenant_id = k.tenant
-WHERE k.tenant IS NOT NULL AND s.event_types @> ARRAY[k.pattern]
+FROM k JOIN subscriptions AS s ON s.tenant_id = k.tenant
+WHERE k.tenant IS NOT NULL AND s.event_types && k.patterns
   AND s.status = 'enabled' AND s.deleted_at IS NULL
-UNION
+UNION ALL
 SELECT k.i, s.id, s.parked_until
-FROM unnest($1::int[], $2::text[], $3::text[]) AS k(i, tenant, pattern)
-JOIN subscriptions AS s ON s.event_types @> ARRAY[k.pattern]
+FROM k JOIN subscriptions AS s ON s.event_types && k.patterns
 WHERE k.tenant IS NULL AND s.tenant_id IS NULL
   AND s.status = 'enabled' AND s.deleted_at IS NULL
 

@@ -77,6 +77,9 @@ async def test_both_caches_hear_their_channel_and_start_over_after_a_lost_connec
             return bool(pid != backend)
 
         await eventually_async(reconnected, WITHIN_S)
+        # The caches' reads run with one generic plan, on the new connection too.
+        mode = await follower.run(lambda conn: conn.fetchval("SHOW plan_cache_mode"))
+        assert mode == "force_generic_plan"
         await db.execute("UPDATE event_types SET description = 'paid' WHERE name = 'order.paid'")
         await follower.sync()
         assert types.notified == ["order.paid", "order.paid"]
