@@ -1,20 +1,16 @@
 """Which webhook targets may be called: the guard against server-side request forgery (SSRF).
 
 Two checks use one policy. The API calls `check_target` when a subscription's URL is set, to
-answer `422` early. The sender connects through `guarded_connector` (or a `TCPConnector` given
-a `GuardedResolver`), which checks the addresses it is about to connect to, so a DNS answer
-that changes between the API's check and the connection (DNS rebinding) is refused too.
-
-A refusal inside aiohttp surfaces as `aiohttp.ClientConnectorError` (DNS errors are its
-subclass `ClientConnectorDNSError`) whose `os_error` is a `RefusedAddress`, which is both a
-`shared.errors.TargetRefused` and an `OSError` (aiohttp only wraps `OSError`s). Use
-`refusal_in(exc)` to tell a refusal from an ordinary connection failure.
+answer `422` early. The sender's pool (`services.sender.transport`) calls `checked_addresses`
+on the addresses it is about to connect to, at every connect, so a DNS answer that changes
+between the API's check and the connection (DNS rebinding) is refused too. Both raise
+`RefusedAddress`, a `shared.errors.TargetRefused`.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
@@ -24,11 +20,10 @@ from ipaddress import (
     ip_address,
     ip_network,
 )
-from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from shared.errors import TargetRefused
@@ -180,8 +175,11 @@ def check_url_shape(url: str) -> None:
         raise TargetRefused("the URL's port is not valid")
 
 
-def _refuse_any(host: str, addresses: Iterable[str], policy: TargetPolicy) -> list[str]:
-    """`addresses` unchanged, or `RefusedAddress` naming the first refused one."""
+def checked_addresses(host: str, addresses: Iterable[str], policy: TargetPolicy) -> list[str]:
+    """`addresses` unchanged, or `RefusedAddress` naming the first refused one.
+
+    Both HTTP clients call it on every address they are about to connect to.
+    """
     checked: list[str] = []
     for address in addresses:
         try:
@@ -194,66 +192,6 @@ def _refuse_any(host: str, addresses: Iterable[str], policy: TargetPolicy) -> li
             raise RefusedAddress(f"the target {host} {where} {reason}")
         checked.append(address)
     return checked
-
-
-class GuardedResolver(AbstractResolver):
-    """An aiohttp resolver that refuses every answer containing an address the policy refuses.
-
-    Give it to `aiohttp.TCPConnector(resolver=...)`: the connector connects only to the
-    addresses returned here, so what was checked is what is connected to. Raises
-    `RefusedAddress` (wrapped by aiohttp in `ClientConnectorDNSError`). aiohttp does not call
-    resolvers for IP literals in URLs; `guarded_connector` also checks those.
-    """
-
-    def __init__(self, policy: TargetPolicy, inner: AbstractResolver | None = None) -> None:
-        self._policy = policy
-        self._inner = inner
-        self._owns_inner = inner is None
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if self._inner is None:
-            self._inner = aiohttp.ThreadedResolver()
-        results = await self._inner.resolve(host, port, family)
-        if not results:
-            raise RefusedAddress(f"the target {host} resolved to no address")
-        _refuse_any(host, (r["host"] for r in results), self._policy)
-        return results
-
-    async def close(self) -> None:
-        if self._owns_inner and self._inner is not None:
-            await self._inner.close()
-
-
-SocketFactory = Callable[[Any], socket.socket]
-
-
-def guarded_socket_factory(policy: TargetPolicy) -> SocketFactory:
-    """A `TCPConnector(socket_factory=...)` that refuses to open a socket to a refused address.
-
-    This is the last check before `connect()`, and the only one for IP literals in URLs.
-    """
-
-    def factory(addr_info: Any) -> socket.socket:
-        family, sock_type, proto, _, sockaddr = addr_info
-        address = str(sockaddr[0])
-        _refuse_any(address, [address], policy)
-        return socket.socket(family=family, type=sock_type, proto=proto)
-
-    return factory
-
-
-def guarded_connector(policy: TargetPolicy, **kwargs: Any) -> aiohttp.TCPConnector:
-    """A `TCPConnector` (other arguments passed through) that connects only to allowed addresses.
-
-    Must be called with a running event loop (aiohttp's rule for connectors).
-    """
-    return aiohttp.TCPConnector(
-        resolver=GuardedResolver(policy),
-        socket_factory=guarded_socket_factory(policy),
-        **kwargs,
-    )
 
 
 async def check_target(
@@ -270,7 +208,7 @@ async def check_target(
     host = str(parsed.raw_host)
     literal = _ip_literal(host)
     if literal is not None:
-        return _refuse_any(host, [literal], policy)
+        return checked_addresses(host, [literal], policy)
     inner = resolver if resolver is not None else aiohttp.ThreadedResolver()
     try:
         results = await inner.resolve(host, parsed.port or 0, socket.AF_UNSPEC)
@@ -281,7 +219,7 @@ async def check_target(
             await inner.close()
     if not results:
         raise TargetUnresolved(f"the target host {host} does not resolve")
-    return _refuse_any(host, (r["host"] for r in results), policy)
+    return checked_addresses(host, (r["host"] for r in results), policy)
 
 
 def _ip_literal(host: str) -> str | None:
@@ -290,18 +228,3 @@ def _ip_literal(host: str) -> str | None:
         return str(ip_address(unquote(host)))
     except ValueError:
         return None
-
-
-def refusal_in(exc: BaseException) -> TargetRefused | None:
-    """The `TargetRefused` behind an exception aiohttp raised, if the guard caused it."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, TargetRefused):
-            return current
-        seen.add(id(current))
-        os_error = getattr(current, "os_error", None)
-        if isinstance(os_error, TargetRefused):
-            return os_error
-        current = current.__cause__ or current.__context__
-    return None

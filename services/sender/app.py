@@ -2,7 +2,7 @@
 
 Shutdown order matters: stop consuming; let messages in hand finish within
 `HOOKLINE_SHUTDOWN_GRACE` (those that do not are left unacked and go back to the queue);
-flush the attempt log; then close the HTTP session, the broker, the cache and the pool.
+flush the attempt log; then close the HTTP pool, the broker, the cache and the pool.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 from aio_pika.abc import AbstractIncomingMessage
 
 from services.sender.attempt_log import AttemptLog
-from services.sender.client import create_session
+from services.sender.client import create_pool as create_http_pool
 from services.sender.disable import run_sweeper
 from services.sender.overdue import OverdueSweep
 from services.sender.requeue import Requeue
@@ -54,8 +54,8 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchanges, queues = topology.for_sender()
         await declare(publish_channel, exchanges, queues)
-        session = create_session(settings)
-        stack.push_async_callback(session.close)
+        http = create_http_pool(settings)
+        stack.push_async_callback(http.close)
         attempt_log = AttemptLog(pool)
         attempt_log.start()
         stack.push_async_callback(attempt_log.close, _LOG_CLOSE_TIMEOUT_S)
@@ -79,7 +79,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
             gate=unblocked(connection),
         )
         worker = DeliveryWorker(
-            WorkerParts(settings, pool, cache, box, session, attempt_log, requeue, consumer.acker)
+            WorkerParts(settings, pool, cache, box, http, attempt_log, requeue, consumer.acker)
         )
         await consumer.start()
         # Prefixed: `hookline all` puts every service's checks in one Readiness.

@@ -1,7 +1,7 @@
-"""One HTTP attempt: the shared session, the signed POST, and what came back (CONTRACT section 4).
+"""One HTTP attempt: the process's pool, the signed POST, and what came back (CONTRACT section 4).
 
-Transport rules, each on purpose: one keep-alive connection pool for the whole process;
-connections only to addresses the SSRF guard checked (`shared.targets.guarded_connector`);
+Transport rules, each on purpose (`services.sender.transport` keeps them): one keep-alive
+connection pool for the whole process; connections only to addresses the SSRF guard checked;
 TLS verification always on; no proxy from the environment (it would bypass the guard);
 `HOOKLINE_DELIVERY_TIMEOUT` from connect to the last byte read; redirects never followed; no
 cookies kept (one receiver's cookie must never reach another subscription on its host);
@@ -17,13 +17,14 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from services.sender.classify import AttemptResult, ErrorKind
+from services.sender.connection import ConnectionClosed, ProtocolError
+from services.sender.transport import ConnectFailed, HttpPool
+from shared.errors import TargetRefused
 from shared.settings import Settings
 from shared.signing import signature_header
 from shared.subscriptions import SubscriptionTarget
-from shared.targets import TargetPolicy, guarded_connector, refusal_in
+from shared.targets import TargetPolicy
 from shared.wire.messages import DeliveryMessage
 
 MAX_HEADER_LINE_BYTES = 8190
@@ -39,33 +40,29 @@ def _user_agent() -> str:
 
 USER_AGENT = _user_agent()
 CONNECT_TIMEOUT_S = 10.0
+KEEPALIVE_S = 30.0
+# What the network or the receiver can make an attempt raise; anything else is a bug.
+_ATTEMPT_ERRORS = (
+    TimeoutError,
+    TargetRefused,
+    OSError,
+    ValueError,
+    ProtocolError,
+    ConnectionClosed,
+)
 
 
-def create_session(settings: Settings) -> aiohttp.ClientSession:
-    """The one session of a sender process; must be created inside the running loop."""
-    connector = guarded_connector(
+def create_pool(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> HttpPool:
+    """The one pool of a sender process; must be created inside the running loop."""
+    return HttpPool(
         TargetPolicy.from_settings(settings),
         limit=settings.sender_concurrency,
-        limit_per_host=0,
-        keepalive_timeout=30,
-        ssl=ssl.create_default_context(),
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
         # A black-holed address must not eat the whole attempt budget before the answer.
-        timeout=aiohttp.ClientTimeout(
-            total=settings.delivery_timeout,
-            sock_connect=min(CONNECT_TIMEOUT_S, settings.delivery_timeout),
-        ),
-        trust_env=False,
-        # A receiver's cookies are never stored, let alone sent to another subscription on
-        # the same host; and no cookie bookkeeping per request.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        max_line_size=MAX_HEADER_LINE_BYTES,
-        max_field_size=MAX_HEADER_LINE_BYTES,
+        connect_timeout_s=min(CONNECT_TIMEOUT_S, settings.delivery_timeout),
+        keepalive_s=KEEPALIVE_S,
+        ssl_context=ssl_context,
         max_headers=MAX_HEADERS,
-        skip_auto_headers=("Accept-Encoding",),
+        max_line_bytes=MAX_HEADER_LINE_BYTES,
     )
 
 
@@ -83,18 +80,6 @@ def webhook_headers(msg: DeliveryMessage, sub: SubscriptionTarget, now: datetime
     }
 
 
-async def _read_capped(content: aiohttp.StreamReader, cap: int) -> bytes:
-    chunks: list[bytes] = []
-    left = cap
-    while left > 0:
-        chunk = await content.read(left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
 def _origin(url: str | None) -> str | None:
     """Scheme and host of a URL: enough to say where, without a path or query to leak."""
     if not url:
@@ -105,26 +90,25 @@ def _origin(url: str | None) -> str | None:
 
 def _error(exc: BaseException, timeout_s: float, url: str) -> tuple[ErrorKind, str]:
     """The kind and a message for a failed attempt; messages never carry the URL's path."""
-    refusal = refusal_in(exc)
-    if refusal is not None:
-        return ErrorKind.TARGET_REFUSED, f"target refused: {refusal}"
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+    if isinstance(exc, TargetRefused):
+        return ErrorKind.TARGET_REFUSED, f"target refused: {exc}"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return ErrorKind.TLS, f"TLS failed: {exc}"
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         return ErrorKind.TIMEOUT, f"no complete answer within {timeout_s:g}s"
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return ErrorKind.TARGET_REFUSED, "target refused: the URL cannot be called"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ErrorKind.CONNECTION, f"cannot connect to {exc.host}:{exc.port}: {exc.strerror}"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return ErrorKind.NETWORK, f"invalid answer: {exc.message}"
-    # Some aiohttp errors quote the whole URL; its query may hold a receiver's token.
+    if isinstance(exc, ConnectFailed):
+        return ErrorKind.CONNECTION, f"cannot connect to {exc.host}:{exc.port}: {exc.reason}"
+    if isinstance(exc, ProtocolError):
+        return ErrorKind.NETWORK, f"invalid answer: {exc}"
+    if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError):
+        return ErrorKind.TARGET_REFUSED, f"target refused: {exc}"
+    # Some errors quote the whole URL; its query may hold a receiver's token.
     text = str(exc).replace(url, _origin(url) or "the target")
     return ErrorKind.NETWORK, f"{type(exc).__name__}: {text}"
 
 
 async def post(
-    session: aiohttp.ClientSession,
+    pool: HttpPool,
     url: str,
     headers: dict[str, str],
     body: bytes,
@@ -135,18 +119,18 @@ async def post(
     """POST once; never raises for anything the network or the receiver does."""
     started = time.perf_counter()
     try:
-        async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
-            excerpt = await _read_capped(resp.content, body_cap)
-            return AttemptResult(
-                duration_s=time.perf_counter() - started,
-                status_code=resp.status,
-                # Postgres text cannot hold NUL; one would fail the whole batch of the log.
-                response_body=excerpt.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-                retry_after=resp.headers.get("Retry-After"),
-                location=_origin(resp.headers.get("Location")),
-            )
-    except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+        async with asyncio.timeout(timeout_s):
+            answer = await pool.post(pool.target(url), headers, body, body_cap=body_cap)
+    except _ATTEMPT_ERRORS as exc:
         kind, message = _error(exc, timeout_s, url)
         return AttemptResult(
             duration_s=time.perf_counter() - started, error_kind=kind, error=message
         )
+    return AttemptResult(
+        duration_s=time.perf_counter() - started,
+        status_code=answer.status,
+        # Postgres text cannot hold NUL; one would fail the whole batch of the log.
+        response_body=answer.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+        retry_after=answer.retry_after,
+        location=_origin(answer.location),
+    )

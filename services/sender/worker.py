@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import aiohttp
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -40,6 +39,7 @@ from services.sender.limits import WATCH_S, TargetLimits
 from services.sender.park import Parking
 from services.sender.requeue import Requeue
 from services.sender.slots import Budget, Slots
+from services.sender.transport import HttpPool
 from shared import metrics
 from shared.acks import BatchAcker, Ticket
 from shared.errors import TRANSIENT_ERRORS
@@ -73,7 +73,7 @@ class WorkerParts:
     pool: asyncpg.Pool
     cache: SubscriptionCache
     box: SecretBox
-    session: aiohttp.ClientSession
+    http: HttpPool
     attempt_log: AttemptLog
     requeue: Requeue
     acker: BatchAcker
@@ -458,7 +458,7 @@ class DeliveryWorker:
         try:
             started_at = datetime.now(UTC)
             result = await client.post(
-                self._p.session,
+                self._p.http,
                 sub.url,
                 client.webhook_headers(msg, sub, started_at),
                 msg.body,
