@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+import uvloop
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from services.sender import client
@@ -24,6 +25,18 @@ from tests.support.scripted_http import HANG, Script, ScriptedServer, answer, se
 GUARD_ON = TargetPolicy(allow_private=False, allowed_networks=())
 GUARD_OFF = TargetPolicy(allow_private=True, allowed_networks=())
 CAP = 4096
+
+
+# pytest-asyncio's replacement (a loop-factory hook) applies to the whole suite at once.
+pytestmark = pytest.mark.filterwarnings("ignore:Overriding the .event_loop_policy. fixture")
+
+
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every test on both loops: the services run on uvloop, whose transports differ."""
+    if request.param == "uvloop":
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
 
 
 def pool(policy: TargetPolicy = GUARD_OFF, **kwargs: object) -> HttpPool:
