@@ -21,9 +21,9 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractIncomingMessage
 from aiormq.abc import AbstractChannel
 
+from shared.inbound import Inbound
 from shared.logging import get_logger
 from shared.supervision import spawn
 
@@ -136,7 +136,7 @@ class BatchAcker:
                 await self._task
         await self._flush(final=True)
 
-    def received(self, message: AbstractIncomingMessage) -> Ticket:
+    def received(self, message: Inbound) -> Ticket:
         """Track a consumed message; call before anything awaits, in consume order."""
         channel = message.channel
         if channel is not self._channel:

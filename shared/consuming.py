@@ -9,8 +9,9 @@ connects again with backoff, for as long as the process lives, declares its queu
 
 Why not aio-pika's robust channel and queue: they restore only what was declared through
 them (`get_queue(..., ensure=False)` was silently never restored), report failed restores at
-debug level, and expose no "is consuming" state. Owning the loop here costs nothing per
-message: the callback path is aio-pika's `Queue.consume` as before.
+debug level, and expose no "is consuming" state. Messages are consumed on the channel's
+aiormq underlay and handed over as `shared.inbound.Inbound` (no aio-pika message object and
+second task per message: see that module).
 
 The ack policy, in one place (`_settle`), like aio-pika's `ProcessContext`:
 - the handler returns: the message is acked (batched, `shared.acks.BatchAcker`);
@@ -38,7 +39,8 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import DeliveredMessage
 
 from shared import metrics, supervision
 from shared.acks import BatchAcker, Ticket
@@ -53,6 +55,7 @@ from shared.amqp import (
 )
 from shared.batching import WriterClosed
 from shared.errors import TRANSIENT_ERRORS
+from shared.inbound import Inbound
 from shared.logging import get_logger
 from shared.runtime import drain_tasks
 from shared.settings import Settings
@@ -60,7 +63,7 @@ from shared.topology import Queue
 
 log = get_logger("consuming")
 
-Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+Handler = Callable[[Inbound], Awaitable[None]]
 Gate = Callable[[], bool]
 """True while the consumer may hand messages to its handler (False: the broker blocks the
 publishes the handler would make)."""
@@ -217,12 +220,13 @@ class Consumer:
         self._channel = channel
         channel.close_callbacks.add(lost)
         await channel.set_qos(prefetch_count=self._prefetch)
-        _, queues = await declare(channel, [], [self._queue])
+        await declare(channel, [], [self._queue])
         underlay = await channel.get_underlay_channel()
         underlay.on_consumer_cancel_callbacks.add(
             functools.partial(self._on_cancelled, self._generation)
         )
-        self._tag = await queues[self._queue.name].consume(self._on_message)
+        consume_ok = await underlay.basic_consume(self._queue.name, self._on_delivered)
+        self._tag = consume_ok.consumer_tag
         if self._consumed_before:
             self.restores += 1
             self._restored.inc()
@@ -254,7 +258,11 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5.0)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_delivered(self, delivered: DeliveredMessage) -> None:
+        # aiormq runs this in a task of its own per message.
+        await self._on_message(Inbound(delivered))
+
+    async def _on_message(self, message: Inbound) -> None:
         ticket = self.acker.received(message)  # before anything awaits: consume order
         task = asyncio.current_task()
         if task is not None:
@@ -282,7 +290,7 @@ class Consumer:
                 continue
             return
 
-    async def _settle(self, message: AbstractIncomingMessage, ticket: Ticket) -> None:
+    async def _settle(self, message: Inbound, ticket: Ticket) -> None:
         """The ack policy (see the module's docstring)."""
         delay_s = HOLD_FIRST_S
         while True:
@@ -302,9 +310,7 @@ class Consumer:
             self.acker.finish(ticket)
             return
 
-    async def _hold(
-        self, message: AbstractIncomingMessage, exc: BaseException, delay_s: float
-    ) -> None:
+    async def _hold(self, message: Inbound, exc: BaseException, delay_s: float) -> None:
         # Warned once per message: an outage holds a whole prefetch window of them.
         emit = log.warning if delay_s == HOLD_FIRST_S else log.debug
         emit(
@@ -324,7 +330,7 @@ class Consumer:
             if self._holding == 0:
                 self._resume.set()
 
-    async def _nack(self, message: AbstractIncomingMessage, ticket: Ticket, exc: Exception) -> None:
+    async def _nack(self, message: Inbound, ticket: Ticket, exc: Exception) -> None:
         log.error(
             "message_handling_failed",
             consumer=self.name,

@@ -20,12 +20,13 @@ import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractExchange
 
 from services.fanout.publisher import DeliveryPublisher, EventDeliveries
 from shared.batching import BatchWriter, WriterClosed
 from shared.errors import BROKER_ERRORS, StorageUnavailable
 from shared.ids import delivery_id
+from shared.inbound import Inbound
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED, FANOUT_DELIVERIES
 from shared.retry import RetrySchedule
@@ -68,7 +69,7 @@ class Router:
         self.storage_ok = True
         """False after a failed write until the next successful one (for readiness)."""
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: Inbound) -> None:
         """Route one event message; returns once it may be acked (deliveries durable, or the
         event rejected to its queue), raises an outage (StorageUnavailable, a broker error)
         for the runtime to hold it and try again."""
@@ -82,7 +83,7 @@ class Router:
             log.error("event_handling_failed", message_id=message.message_id, exc_info=exc)
             await self._reject(message, "internal_error", f"{type(exc).__name__}: {exc}")
 
-    async def _route(self, message: AbstractIncomingMessage) -> None:
+    async def _route(self, message: Inbound) -> None:
         kind = batches.kind_of(message.headers)
         if kind is not None:
             await self._route_format_2(message, kind)
@@ -120,7 +121,7 @@ class Router:
             return
         FANOUT_DELIVERIES.inc(len(rows))
 
-    async def _route_format_2(self, message: AbstractIncomingMessage, kind: str) -> None:
+    async def _route_format_2(self, message: Inbound, kind: str) -> None:
         """Route a message carrying many events (`shared.wire.batches`): one routing look-up,
         one write of every delivery row, one burst of delivery messages; returns once all of
         it is durable (one ack for all of them, by the runtime)."""
@@ -211,7 +212,7 @@ class Router:
                 ).name
         return parked
 
-    async def _reject(self, message: AbstractIncomingMessage, reason: str, detail: str) -> None:
+    async def _reject(self, message: Inbound, reason: str, detail: str) -> None:
         """Move a message fanout cannot handle to `{ns}.fanout.rejected`, then ack it."""
         headers = dict(message.headers or {})
         headers[H_ERROR] = f"{reason}: {detail}"[:1000]
@@ -231,9 +232,7 @@ class Router:
         log.warning("event_rejected", reason=reason, error=detail, message_id=message.message_id)
 
     @staticmethod
-    async def _retry_later(
-        message: AbstractIncomingMessage, event_id: str | None, exc: BaseException
-    ) -> None:
+    async def _retry_later(message: Inbound, event_id: str | None, exc: BaseException) -> None:
         """Hand the outage to the runtime, which holds the event and tries it again."""
         log.warning("event_held", event_id=event_id, error=f"{type(exc).__name__}: {exc}")
         raise exc

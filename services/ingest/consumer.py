@@ -10,14 +10,13 @@ aio-pika runs each delivery in its own task, so the channel's prefetch bounds th
 
 from __future__ import annotations
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from services.ingest.intake import Intake
 from services.ingest.publisher import Publisher
 from services.ingest.validation import check_catalogue, parse_event
 from shared.consuming import Consumer, Gate
 from shared.errors import BrokerUnavailable, IdempotencyConflict, InvalidEvent, StorageUnavailable
 from shared.event_types import Catalogue
+from shared.inbound import Inbound
 from shared.logging import get_logger
 from shared.metrics import EVENTS_REJECTED
 from shared.models import EventIn
@@ -64,7 +63,7 @@ class IngestConsumer:
         """
         await self.consumer.stop(grace_s)
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: Inbound) -> None:
         """Accept or reject one message; raises StorageUnavailable or BrokerUnavailable when
         it must be tried again (the runtime holds it meanwhile)."""
         try:
@@ -75,7 +74,7 @@ class IngestConsumer:
             log.error("ingest_message_failed", message_id=message.message_id, exc_info=True)
             await self._reject(message, REASON_INTERNAL, "ingest failed on it")
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, message: Inbound) -> None:
         try:
             event = parse_event(message.body, self._settings.max_payload)
             check_catalogue(
@@ -96,7 +95,7 @@ class IngestConsumer:
             log.warning("event_held", event_type=event.type, error=str(exc))
             raise
 
-    async def _reject(self, message: AbstractIncomingMessage, reason: str, error: str) -> None:
+    async def _reject(self, message: Inbound, reason: str, error: str) -> None:
         headers = dict(message.headers or {})
         try:
             await self._publisher.reject(message.body, headers, reason=reason, error=error)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from services.sender.attempt_log import AttemptLog
 from services.sender.client import create_pool as create_http_pool
 from services.sender.disable import run_sweeper
@@ -21,6 +19,7 @@ from services.sender.worker import DeliveryWorker, WorkerParts
 from shared.amqp import connect, declare
 from shared.consuming import Consumer, unblocked
 from shared.db import create_pool
+from shared.inbound import Inbound
 from shared.logging import get_logger
 from shared.ops import Readiness
 from shared.secretbox import SecretBox
@@ -63,7 +62,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         requeue = Requeue(publish_channel, topology)
         worker: DeliveryWorker | None = None
 
-        async def handle(message: AbstractIncomingMessage) -> None:
+        async def handle(message: Inbound) -> None:
             assert worker is not None
             await worker.handle(message)
 

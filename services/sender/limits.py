@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 SLOW_S = 1.0
@@ -22,6 +22,9 @@ WATCH_S = 0.5
 """How often a target with waiters is checked for being stuck or slow (they are then
 told to defer)."""
 _EWMA_WEIGHT = 0.2
+MAX_AVERAGES = 10_000
+"""Targets whose moving average is kept, the least recently attempted dropped first: the
+sender may deliver to a million subscriptions over time, and needs only its current ones'."""
 
 
 class TargetLimits:
@@ -49,7 +52,7 @@ class TargetLimits:
         self._room_waiters: dict[str, deque[asyncio.Future[bool]]] = {}
         self._waiting: dict[str, int] = {}
         self._watches: dict[str, asyncio.TimerHandle] = {}
-        self._duration_s: dict[str, float] = {}
+        self._duration_s: OrderedDict[str, float] = OrderedDict()
         """target -> moving average of its attempts' durations."""
 
     def try_acquire(self, target: str) -> bool:
@@ -67,8 +70,12 @@ class TargetLimits:
         """Give back a slot taken by `try_acquire`; `took_s` is how long its attempt took."""
         if took_s < self._quick_s:
             self._stuck.pop(target, None)
-        average = self._duration_s.get(target, took_s)
-        self._duration_s[target] = average + _EWMA_WEIGHT * (took_s - average)
+        averages = self._duration_s
+        average = averages.get(target, took_s)
+        averages[target] = average + _EWMA_WEIGHT * (took_s - average)
+        averages.move_to_end(target)
+        if len(averages) > MAX_AVERAGES:
+            averages.popitem(last=False)
         held = self._inflight.get(target, 0)
         if held <= 1:
             self._inflight.pop(target, None)
@@ -138,6 +145,11 @@ class TargetLimits:
     def waiting(self, target: str) -> int:
         """Callers in `wait_for_room` for `target` now."""
         return self._waiting.get(target, 0)
+
+    @property
+    def averages_kept(self) -> int:
+        """Targets whose moving average is remembered (at most MAX_AVERAGES)."""
+        return len(self._duration_s)
 
     def held(self, target: str) -> int:
         return self._inflight.get(target, 0)

@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import asyncpg
-from aio_pika.abc import AbstractIncomingMessage
 
 from services.sender import client
 from services.sender.attempt_log import AttemptLog, AttemptRow, DeliveryChange
@@ -43,6 +42,7 @@ from services.sender.transport import HttpPool
 from shared import metrics
 from shared.acks import BatchAcker, Ticket
 from shared.errors import TRANSIENT_ERRORS
+from shared.inbound import Inbound
 from shared.logging import get_logger
 from shared.retry import RetrySchedule
 from shared.runtime import drain_tasks
@@ -101,7 +101,7 @@ class DeliveryWorker:
         """Messages (by `id`) being tried again in hand after an outage."""
         self._stopping = asyncio.Event()
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: Inbound) -> None:
         """Handle one consumed message to its ack (or, on an unexpected error, its nack).
 
         The ack itself is sent by the `BatchAcker` within a few ms of returning.
@@ -123,7 +123,7 @@ class DeliveryWorker:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _process_holding(self, message: AbstractIncomingMessage) -> None:
+    async def _process_holding(self, message: Inbound) -> None:
         """`_process`, tried again in hand after an outage while the message's channel lives
         (then the broker hands it out again) and the sender is not stopping."""
         delay_s = _HOLD_FIRST_S
@@ -147,9 +147,7 @@ class DeliveryWorker:
                 await asyncio.wait_for(self._stopping.wait(), delay_s)
             delay_s = min(delay_s * 2, _HOLD_MAX_S)
 
-    async def _failed(
-        self, message: AbstractIncomingMessage, ticket: Ticket, exc: Exception
-    ) -> None:
+    async def _failed(self, message: Inbound, ticket: Ticket, exc: Exception) -> None:
         """Nack `message` back after a pause; dead-letter it instead (then ack) once it failed
         `FAILURE_LIMIT` times for a reason other than an outage of Postgres or RabbitMQ."""
         error = f"{type(exc).__name__}: {exc}"
@@ -174,7 +172,7 @@ class DeliveryWorker:
             # later ack wait ACK_HOLD_S and go out alone.
             self._p.acker.forget(ticket)
 
-    async def _give_up(self, message: AbstractIncomingMessage, error: str) -> bool:
+    async def _give_up(self, message: Inbound, error: str) -> bool:
         """Move a message that keeps failing to the dead queue (confirmed), then mark its
         delivery failed; False when the dead copy was not confirmed (the message is then
         nacked back).
@@ -252,7 +250,7 @@ class DeliveryWorker:
         # After the messages: their handlers may have started a park or an unpark last.
         await self._parking.close()
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, message: Inbound) -> None:
         # Deliveries in hand are bounded (`Budget`): a message is expanded only once its
         # deliveries fit, and until then holds just its unacked body.
         task = asyncio.current_task()
@@ -522,7 +520,7 @@ class DeliveryWorker:
         )
 
 
-def _failure_key(message: AbstractIncomingMessage) -> str:
+def _failure_key(message: Inbound) -> str:
     # The delivery id; a message without one is keyed by its body, the same on redelivery.
     return message.message_id or f"body:{hash(message.body)}"
 

@@ -169,7 +169,7 @@ class EventMessage:
         return headers
 
     @classmethod
-    def from_amqp(cls, headers: dict[str, Any], body: bytes) -> EventMessage:
+    def from_amqp(cls, headers: Mapping[str, Any], body: bytes) -> EventMessage:
         """Rebuild from a consumed message; raises ValueError when a header is missing."""
         try:
             tenant = headers.get(H_TENANT_ID)

@@ -50,3 +50,19 @@ async def test_a_slow_target_is_not_waited_for_and_cancelled_waiters_do_not_coun
     await asyncio.gather(cancelled, return_exceptions=True)
     assert limits.waiting("t") == 0
     assert await asyncio.wait_for(TargetLimits(2).wait_for_room("t"), 0.1) is True
+
+
+def test_what_is_remembered_per_target_stays_bounded_over_a_million_targets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits_module, "MAX_AVERAGES", 100)
+    limits = TargetLimits(1)
+    limits.release("slow", took_s=limits_module.SLOW_S * 3)
+    for i in range(1_000):
+        assert limits.try_acquire(f"sub_{i}")
+        limits.release(f"sub_{i}", took_s=0.01)
+        if i % 50 == 0:
+            limits.release("slow", took_s=limits_module.SLOW_S * 3)  # attempted now and then
+    assert limits.averages_kept == 100
+    assert limits.slow("slow")  # recently attempted: still known to be slow
+    assert limits.held("sub_999") == 0
