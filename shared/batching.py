@@ -4,8 +4,9 @@ A caller hands its rows to `BatchWriter.submit` and awaits it; the rows go out w
 other callers submitted within `max_delay_s` (or as soon as `max_rows` are waiting), in one
 call of the write function — one `INSERT … SELECT FROM unnest(…)` or one `COPY` instead of a
 query per message. `submit` returns only once its rows are written, so a caller can ack its
-message after it. While a write is running, new rows keep gathering, so batches grow with
-the load by themselves.
+message after it; it returns what the write returned for the batch its rows were in (say,
+which rows were new), from which the caller picks its own. While a write is running, new
+rows keep gathering, so batches grow with the load by themselves.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from shared.metrics import DB_BATCH_SIZE
 from shared.supervision import spawn
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 log = get_logger("batching")
 
@@ -31,16 +33,16 @@ class WriterClosed(HooklineError):
 
 
 @dataclass(slots=True)
-class _Group(Generic[T]):
+class _Group(Generic[T, R]):
     """The rows of one `submit` call, and the future its caller awaits."""
 
     rows: Sequence[T]
-    done: asyncio.Future[None] = field(
+    done: asyncio.Future[R] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
-class BatchWriter(Generic[T]):
+class BatchWriter(Generic[T, R]):
     """Gathers rows from concurrent `submit` calls into batched calls of `write`.
 
     `write(rows)` must write all rows or raise. When it raises an error for which
@@ -51,7 +53,7 @@ class BatchWriter(Generic[T]):
 
     def __init__(
         self,
-        write: Callable[[list[T]], Awaitable[None]],
+        write: Callable[[list[T]], Awaitable[R]],
         *,
         name: str,
         max_rows: int = 1000,
@@ -65,7 +67,7 @@ class BatchWriter(Generic[T]):
         self._max_delay_s = max_delay_s
         self._is_row_error = is_row_error
         self._slots = asyncio.Semaphore(concurrency)
-        self._groups: list[_Group[T]] = []
+        self._groups: list[_Group[T, R]] = []
         self._row_count = 0
         self._has_rows = asyncio.Event()
         self._full = asyncio.Event()
@@ -78,23 +80,24 @@ class BatchWriter(Generic[T]):
         """Start the task that cuts batches; call once, inside the running loop."""
         self._loop_task = spawn(self._run(), name=f"batch-writer-{self._name}")
 
-    async def submit(self, rows: Sequence[T]) -> None:
-        """Write `rows` in the next batch; returns once they are written, else raises.
+    async def submit(self, rows: Sequence[T]) -> R | None:
+        """Write `rows` in the next batch; returns once they are written (with what the write
+        returned for their batch; None for no rows), else raises.
 
         Raises WriterClosed after `close()` began, or what the write raised.
         """
         if self._closing:
             raise WriterClosed(f"batch writer {self._name} is closing")
         if not rows:
-            return
-        group: _Group[T] = _Group(rows)
+            return None
+        group: _Group[T, R] = _Group(rows)
         self._groups.append(group)
         self._row_count += len(rows)
         self._has_rows.set()
         if self._row_count >= self._max_rows:
             self._full.set()
         # Shielded: a cancelled caller must not cancel the write the others wait for.
-        await asyncio.shield(group.done)
+        return await asyncio.shield(group.done)
 
     async def close(self) -> None:
         """Refuse new rows, write the waiting ones, wait for the writes in flight, stop."""
@@ -128,41 +131,44 @@ class BatchWriter(Generic[T]):
             if self._closing and not self._groups:
                 return
 
-    async def _write_groups(self, groups: list[_Group[T]]) -> None:
+    async def _write_groups(self, groups: list[_Group[T, R]]) -> None:
         try:
             rows = [row for group in groups for row in group.rows]
             try:
-                await self._write(rows)
+                result = await self._write(rows)
                 self._batch_size.observe(len(rows))
             except Exception as exc:
                 if len(groups) > 1 and self._is_row_error(exc):
                     await self._write_alone(groups)
                     return
-                _finish(groups, exc)
+                _fail(groups, exc)
                 return
-            _finish(groups, None)
+            _succeed(groups, result)
         finally:
             self._slots.release()
 
-    async def _write_alone(self, groups: list[_Group[T]]) -> None:
+    async def _write_alone(self, groups: list[_Group[T, R]]) -> None:
         log.warning("batch_write_split", writer=self._name, groups=len(groups))
         for group in groups:
             try:
-                await self._write(list(group.rows))
+                result = await self._write(list(group.rows))
                 self._batch_size.observe(len(group.rows))
             except Exception as exc:
-                _finish([group], exc)
+                _fail([group], exc)
             else:
-                _finish([group], None)
+                _succeed([group], result)
 
 
-def _finish(groups: list[_Group[T]], exc: BaseException | None) -> None:
+def _succeed(groups: list[_Group[T, R]], result: R) -> None:
+    for group in groups:
+        if not group.done.done():
+            group.done.set_result(result)
+
+
+def _fail(groups: list[_Group[T, R]], exc: BaseException) -> None:
     for group in groups:
         if group.done.done():
             continue
-        if exc is None:
-            group.done.set_result(None)
-        else:
-            group.done.set_exception(exc)
-            # Mark it retrieved: a caller cancelled meanwhile would leave it unread.
-            group.done.add_done_callback(lambda f: f.exception())
+        group.done.set_exception(exc)
+        # Mark it retrieved: a caller cancelled meanwhile would leave it unread.
+        group.done.add_done_callback(lambda f: f.exception())

@@ -45,7 +45,7 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
         # Mandatory publishes that no queue takes raise instead of passing as confirmed.
         publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare(publish_channel, *topology.for_fanout())
-        writer: BatchWriter[deliveries.DeliveryRow] = BatchWriter(
+        writer: BatchWriter[deliveries.DeliveryRow, set[str]] = BatchWriter(
             partial(deliveries.insert_pending, pool),
             name="deliveries",
             max_rows=_BATCH_MAX_ROWS,

@@ -39,6 +39,8 @@ class EventDeliveries:
     event: EventMessage
     rows: list[DeliveryRow]
     parked: Mapping[str, str] | None = None
+    fresh: bool = False
+    """Every row was inserted just now: none of its deliveries was published before."""
 
 
 class DeliveryPublisher:
@@ -73,6 +75,7 @@ class DeliveryPublisher:
                 return
             publishes: list[Outgoing] = []
             straight: list[DeliveryMessage] = []
+            fresh: list[bool] = []
             for route in routes:
                 parked = route.parked or {}
                 for dlv_id, _, subscription_id in route.rows:
@@ -80,6 +83,7 @@ class DeliveryPublisher:
                     retry_queue = parked.get(subscription_id)
                     if retry_queue is None:
                         straight.append(msg)
+                        fresh.append(route.fresh)
                     else:
                         props = delivery_properties(msg)
                         publishes.append(self._send(msg.body, props, retry_queue))
@@ -87,7 +91,8 @@ class DeliveryPublisher:
             for part in batches.chunks(sizes):
                 chunk = [straight[i] for i in part]
                 body = batches.encode_deliveries(chunk)
-                publishes.append(self._send(body, deliveries_properties(chunk), None))
+                props = deliveries_properties(chunk, fresh=all(fresh[i] for i in part))
+                publishes.append(self._send(body, props, None))
             await self._confirmed(publishes)
 
     async def publish(

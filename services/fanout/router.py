@@ -17,6 +17,7 @@ insert skips existing ids), and receivers deduplicate on `webhook-id` (CONTRACT 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -51,7 +52,7 @@ class Router:
         self,
         *,
         cache: RoutingCache,
-        writer: BatchWriter[DeliveryRow],
+        writer: BatchWriter[DeliveryRow, set[str]],
         publisher: DeliveryPublisher,
         default_exchange: AbstractExchange,
         rejected_queue: str,
@@ -176,7 +177,9 @@ class Router:
             elif isinstance(result, BaseException):
                 raise result
             else:
-                stored.append(route)
+                inserted = result or set()
+                fresh = all(dlv_id in inserted for dlv_id, _, _ in route.rows)
+                stored.append(replace(route, fresh=fresh))
         return stored
 
     async def _reject_event(self, event: EventMessage, detail: str) -> None:

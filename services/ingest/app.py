@@ -56,7 +56,12 @@ async def run(settings: Settings, stop: asyncio.Event, readiness: Readiness) -> 
             blocked=lambda: is_blocked(connection),
             batch=settings.batch_messages,
         )
-        intake = Intake(pool, publisher, window_s=settings.idempotency_window)
+        intake = Intake(
+            pool,
+            publisher,
+            window_s=settings.idempotency_window,
+            batch_delay_s=settings.ingest_batch_delay,
+        )
         intake.start()
         stack.push_async_callback(intake.close)
 

@@ -38,7 +38,8 @@ from shared.wire.messages import EventMessage
 log = get_logger("ingest")
 
 BATCH_DELAY_S = 0.003
-"""How long a batch waits for more events; while one batch is written the next one gathers."""
+"""How long a batch waits for more events by default (`HOOKLINE_INGEST_BATCH_DELAY`); while
+one batch is written the next one gathers."""
 BATCH_MAX_EVENTS = 500
 CLAIM_STALE_S = 30.0
 """After this long an undispatched event's claim is presumed dead (its process crashed or
@@ -117,16 +118,17 @@ class Intake:
         publisher: Publisher,
         *,
         window_s: float = event_store.DEFAULT_WINDOW_S,
+        batch_delay_s: float = BATCH_DELAY_S,
     ) -> None:
         self._pool = pool
         self._publisher = publisher
         self._window_s = window_s
         self._locks = KeyLocks()
-        self._batches: BatchWriter[_Pending] = BatchWriter(
+        self._batches: BatchWriter[_Pending, None] = BatchWriter(
             self._store_and_dispatch,
             name="events",
             max_rows=BATCH_MAX_EVENTS,
-            max_delay_s=BATCH_DELAY_S,
+            max_delay_s=batch_delay_s,
             concurrency=BATCH_CONCURRENCY,
             is_row_error=_is_row_error,
         )

@@ -278,13 +278,17 @@ class DeliveryWorker:
             if len(deliveries) == 1 and batches.kind_of(message.headers) is None:
                 await self._deliver(deliveries[0], deferrals_of(message.headers))
             else:
-                # A format 2 message is checked even when new: fanout publishes its
-                # deliveries again when a confirm failed, and one copy may come after the
-                # other was delivered (one query per message of up to 500 deliveries).
+                # A format 2 message is checked even when new, unless fanout says it stored
+                # its deliveries just before publishing them: fanout publishes deliveries
+                # again when a confirm failed, and one copy may come after the other was
+                # delivered (one query per message of up to 500 deliveries).
                 check = (
                     bool(message.redelivered)
                     or id(message) in self._held
-                    or batches.kind_of(message.headers) is not None
+                    or (
+                        batches.kind_of(message.headers) is not None
+                        and not batches.is_fresh(message.headers)
+                    )
                 )
                 await self._deliver_batch(deliveries, redelivered=check)
         finally:

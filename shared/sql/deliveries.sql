@@ -10,10 +10,13 @@ d.id, d.event_id, d.subscription_id, e.type AS event_type, d.status, d.attempts,
 
 -- The id is derived from (event, subscription), so a redelivered event finds its rows there
 -- already and adds none.
+-- Returns the ids it inserted: a row that existed was routed before, and its delivery may
+-- have been published already (the sender then checks what was done).
 -- name: insert_pending
 INSERT INTO deliveries (id, event_id, subscription_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
 ON CONFLICT DO NOTHING
+RETURNING id
 
 -- name: pending_again
 UPDATE deliveries SET status = 'pending', next_attempt_at = now(), updated_at = now()

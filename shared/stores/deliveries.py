@@ -6,6 +6,7 @@ subscription and republishes overdue ones; the API reads, retries and recovers t
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,21 +73,27 @@ class Resend:
         )
 
 
-async def insert_pending(pool: asyncpg.Pool, rows: list[DeliveryRow]) -> None:
+async def insert_pending(pool: asyncpg.Pool, rows: list[DeliveryRow]) -> set[str]:
     """Insert pending deliveries in one statement; rows that exist already are left alone.
+    Returns the ids of the rows inserted now; an id given twice is left out (neither of its
+    callers can tell whose row was inserted).
 
     Raises StorageUnavailable when Postgres fails, and asyncpg's IntegrityConstraintViolation
     when a row names an event or subscription that is not stored.
     """
     ids, event_ids, subscription_ids = zip(*rows, strict=True)
     try:
-        await pool.execute(
+        inserted = await pool.fetch(
             _DELIVERIES_SQL["insert_pending"], list(ids), list(event_ids), list(subscription_ids)
         )
     except asyncpg.IntegrityConstraintViolationError:
         raise
     except DATABASE_ERRORS as exc:
         raise StorageUnavailable(f"cannot write deliveries: {exc}") from exc
+    new = {row[0] for row in inserted}
+    if len(set(ids)) != len(ids):
+        new -= {i for i, count in Counter(ids).items() if count > 1}
+    return new
 
 
 def is_row_error(exc: BaseException) -> bool:

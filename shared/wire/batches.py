@@ -28,6 +28,11 @@ H_WIRE = "x-hookline-wire"
 """Header naming a message's format 2 kind; absent on format 1 messages."""
 H_COUNT = "x-hookline-count"
 """Header of a format 2 message: how many items it carries."""
+H_FRESH = "x-hookline-fresh"
+"""Header of a format 2 deliveries message whose deliveries fanout stored just before it
+published them: none can have been published, let alone attempted, before. A sender checks
+what was done only for a message without it (or handed out again). Senders that predate it
+ignore it and check every message, as before."""
 EVENTS = "events.2"
 DELIVERIES = "deliveries.2"
 CONTENT_TYPE = "application/vnd.hookline.batch"
@@ -60,6 +65,11 @@ def count_of(headers: Mapping[str, Any] | None) -> int:
 
 def headers_for(kind: str, count: int) -> dict[str, Any]:
     return {H_WIRE: kind, H_COUNT: count}
+
+
+def is_fresh(headers: Mapping[str, Any] | None) -> bool:
+    """Whether a deliveries message says none of its deliveries was published before."""
+    return bool((headers or {}).get(H_FRESH))
 
 
 def _pack(bodies: list[bytes], items: list[list[Any]]) -> bytes:

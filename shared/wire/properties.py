@@ -150,12 +150,18 @@ def event_deliveries_properties(
     )
 
 
-def deliveries_properties(deliveries: Sequence[DeliveryMessage]) -> spec.Basic.Properties:
-    """A format 2 message carrying `deliveries` (`batches.encode_deliveries`)."""
+def deliveries_properties(
+    deliveries: Sequence[DeliveryMessage], *, fresh: bool = False
+) -> spec.Basic.Properties:
+    """A format 2 message carrying `deliveries` (`batches.encode_deliveries`); `fresh` when
+    none of them was published before (`batches.H_FRESH`)."""
+    headers = batches.headers_for(batches.DELIVERIES, len(deliveries))
+    if fresh:
+        headers[batches.H_FRESH] = 1
     return spec.Basic.Properties(
         content_type=batches.CONTENT_TYPE,
         delivery_mode=PERSISTENT,
-        headers=batches.headers_for(batches.DELIVERIES, len(deliveries)),
+        headers=headers,
         message_id=f"deliveries.{deliveries[0].delivery_id}",
     )
 

@@ -19,6 +19,7 @@ from shared.wire import batches
 from shared.wire.messages import H_ERROR, EventMessage
 from tests.integration.test_fanout import Fanout, _start, pairs
 from tests.integration.test_sender_batches import _event_for
+from tests.support import free_port
 from tests.support.fanout import insert_subscription as insert_matching
 from tests.support.sender import (
     AMQP_URL,
@@ -254,6 +255,48 @@ async def test_a_second_copy_of_a_format_2_message_sends_nothing_twice(
             # delivered, the whole message was handled (it is acked as one).
             await _publish_format_2(settings, [_route(e, [sub]) for e in (*first, late)])
             await wait_for_status(conn, delivery_id(late.event_id, sub), "succeeded")
+
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
+        e.event_id for e in (*first, late)
+    )
+
+
+async def test_deliveries_stored_just_now_travel_marked_fresh_and_a_second_routing_not(
+    batching_fanout: Fanout,
+) -> None:
+    f = batching_fanout
+    sub = await insert_matching(f.db, ["invoice.*"])
+    paid = await f.event("invoice.paid")
+    await _publish_events(f, [paid])
+    [first] = await f.take(f.topology.deliveries_queue.name, 1)
+    # The same event again (ingest publishes it again after a crash before recording it
+    # dispatched): its row exists, so its delivery may already be on its way.
+    await _publish_events(f, [paid])
+    [second] = await f.take(f.topology.deliveries_queue.name, 1)
+
+    assert pairs(batches.deliveries_of(first)) == {(paid.event_id, sub)}
+    assert pairs(batches.deliveries_of(second)) == {(paid.event_id, sub)}
+    assert batches.is_fresh(first.headers)
+    assert not batches.is_fresh(second.headers)
+
+
+async def test_an_event_routed_twice_reaches_its_subscription_once(
+    batching_fanout: Fanout, settings: Settings
+) -> None:
+    f = batching_fanout
+    receiver = Receiver(Answer(200))
+    async with receiver.running():
+        sub, _ = await insert_subscription(f.db, receiver.url("/s"))
+        first = [await f.event("invoice.paid") for _ in range(2)]
+        late = await f.event("invoice.paid")
+        # Its own metrics port: the fanout of this test holds the one of `settings`.
+        async with sender_running(settings.model_copy(update={"metrics_port": free_port()})):
+            await _publish_events(f, first)
+            for event in first:
+                await wait_for_status(f.db, delivery_id(event.event_id, sub), "succeeded")
+            # Routed again with one new event: the new one is delivered, the others not again.
+            await _publish_events(f, [*first, late])
+            await wait_for_status(f.db, delivery_id(late.event_id, sub), "succeeded")
 
     assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
         e.event_id for e in (*first, late)

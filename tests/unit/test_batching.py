@@ -33,8 +33,8 @@ class FakeTable:
         return [r for w in self.writes for r in w]
 
 
-async def started(table: FakeTable, **options: object) -> BatchWriter[str]:
-    writer: BatchWriter[str] = BatchWriter(
+async def started(table: FakeTable, **options: object) -> BatchWriter[str, None]:
+    writer: BatchWriter[str, None] = BatchWriter(
         table.write,
         name="test",
         is_row_error=lambda exc: isinstance(exc, RowError),
@@ -101,3 +101,17 @@ async def test_close_writes_what_waits_and_refuses_more() -> None:
     assert table.rows == ["late"]
     with pytest.raises(WriterClosed):
         await writer.submit(["after"])
+
+
+async def test_each_caller_gets_what_the_write_returned_for_its_batch() -> None:
+    async def write(rows: list[str]) -> set[str]:
+        return {row for row in rows if row.startswith("new")}
+
+    writer: BatchWriter[str, set[str]] = BatchWriter(write, name="t", max_delay_s=0.01)
+    writer.start()
+    try:
+        results = await asyncio.gather(writer.submit(["new-a", "old-b"]), writer.submit(["new-c"]))
+        assert results == [{"new-a", "new-c"}] * 2
+        assert await writer.submit([]) is None
+    finally:
+        await writer.close()
