@@ -56,15 +56,18 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(database_url: str, *, size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections speak JSON through orjson.
+    """A pool whose connections speak JSON through orjson, all opened at start.
 
-    Connections must not keep session state (LISTEN, SET, advisory locks) across a release:
-    the pool's reset only rolls back an unfinished transaction.
+    Opened at start rather than on demand: a connection opened under load (a backend forked,
+    authenticated, its codecs set) stalled the statements waiting for it by tens of
+    milliseconds, at the moment traffic rose. Connections must not keep session state
+    (LISTEN, SET, advisory locks) across a release: the pool's reset only rolls back an
+    unfinished transaction.
     """
     try:
         pool = await asyncpg.create_pool(
             database_url,
-            min_size=1,
+            min_size=size,
             max_size=size,
             init=_init_connection,
             reset=_reset_connection,
