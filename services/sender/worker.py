@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -507,8 +508,12 @@ class DeliveryWorker:
         if verdict.outcome is Outcome.SUCCESS and msg.accepted_at > 0:
             metrics.END_TO_END.observe(max(0.0, time.time() - msg.accepted_at))
         # Every attempt is in the attempt log and the metrics; at info level only the ones
-        # that did not succeed are logged, sparing one log render per healthy delivery.
-        emit = log.debug if verdict.outcome is Outcome.SUCCESS else log.info
+        # that did not succeed are logged, sparing one log render (and the building of its
+        # fields) per healthy delivery.
+        succeeded = verdict.outcome is Outcome.SUCCESS
+        if succeeded and not log.is_enabled_for(logging.DEBUG):
+            return
+        emit = log.debug if succeeded else log.info
         emit(
             "delivery_attempted",
             delivery_id=msg.delivery_id,
