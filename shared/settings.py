@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     ingest_prefetch: int = Field(1024, ge=1)
     """Ingest stores and publishes its messages in batches, so a window of one RabbitMQ
     confirm latency (up to 1-2 s on a loaded broker) must hold a batch's worth of them."""
-    ingest_batch_delay: DurationS = Field(0.003, ge=0, le=1)
+    ingest_batch_delay: DurationS = Field(0.010, ge=0, le=1)
     """How long ingest's next batch of events waits for more before it is stored: longer
     means fewer, larger batches (less CPU per event, and fewer messages for fanout and the
     sender) for that much more latency."""

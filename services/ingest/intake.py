@@ -37,7 +37,7 @@ from shared.wire.messages import EventMessage
 
 log = get_logger("ingest")
 
-BATCH_DELAY_S = 0.003
+BATCH_DELAY_S = 0.010
 """How long a batch waits for more events by default (`HOOKLINE_INGEST_BATCH_DELAY`); while
 one batch is written the next one gathers."""
 BATCH_MAX_EVENTS = 500
