@@ -65,12 +65,16 @@ class BatchWriter(Generic[T, R]):
         self._name = name
         self._max_rows = max_rows
         self._max_delay_s = max_delay_s
+        self._cut_at = float("inf")
+        """Loop time by which the gathering batch is cut at the latest (see `submit`)."""
         self._is_row_error = is_row_error
         self._slots = asyncio.Semaphore(concurrency)
         self._groups: list[_Group[T, R]] = []
         self._row_count = 0
         self._has_rows = asyncio.Event()
         self._full = asyncio.Event()
+        self._hurry = asyncio.Event()
+        """Set when a row with its own, shorter delay arrived: the linger looks again."""
         self._writes: set[asyncio.Task[None]] = set()
         self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -80,9 +84,10 @@ class BatchWriter(Generic[T, R]):
         """Start the task that cuts batches; call once, inside the running loop."""
         self._loop_task = spawn(self._run(), name=f"batch-writer-{self._name}")
 
-    async def submit(self, rows: Sequence[T]) -> R | None:
+    async def submit(self, rows: Sequence[T], *, max_delay_s: float | None = None) -> R | None:
         """Write `rows` in the next batch; returns once they are written (with what the write
-        returned for their batch; None for no rows), else raises.
+        returned for their batch; None for no rows), else raises. `max_delay_s` caps how long
+        these rows wait for others below the writer's own (for a caller waiting on an answer).
 
         Raises WriterClosed after `close()` began, or what the write raised.
         """
@@ -91,6 +96,11 @@ class BatchWriter(Generic[T, R]):
         if not rows:
             return None
         group: _Group[T, R] = _Group(rows)
+        if max_delay_s is not None:
+            cut_at = asyncio.get_running_loop().time() + max_delay_s
+            if cut_at < self._cut_at:
+                self._cut_at = cut_at
+                self._hurry.set()
         self._groups.append(group)
         self._row_count += len(rows)
         self._has_rows.set()
@@ -115,10 +125,11 @@ class BatchWriter(Generic[T, R]):
             await self._has_rows.wait()
             if not self._full.is_set() and self._max_delay_s > 0:
                 # Linger briefly: rows of other callers arriving meanwhile share the write.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._max_delay_s)
+                await self._linger()
             await self._slots.acquire()
             groups, self._groups = self._groups, []
+            self._cut_at = float("inf")
+            self._hurry.clear()
             self._row_count = 0
             self._has_rows.clear()
             self._full.clear()
@@ -130,6 +141,19 @@ class BatchWriter(Generic[T, R]):
                 self._slots.release()
             if self._closing and not self._groups:
                 return
+
+    async def _linger(self) -> None:
+        """Until the batch is full or its time is up: `max_delay_s` after its first row, or
+        sooner when a row asked for less."""
+        loop = asyncio.get_running_loop()
+        cut_at = loop.time() + self._max_delay_s
+        while not self._full.is_set():
+            left = min(cut_at, self._cut_at) - loop.time()
+            if left <= 0:
+                return
+            self._hurry.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(self._full, self._hurry), left)
 
     async def _write_groups(self, groups: list[_Group[T, R]]) -> None:
         try:
@@ -157,6 +181,16 @@ class BatchWriter(Generic[T, R]):
                 _fail([group], exc)
             else:
                 _succeed([group], result)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return once any of `events` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _succeed(groups: list[_Group[T, R]], result: R) -> None:

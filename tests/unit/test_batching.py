@@ -115,3 +115,25 @@ async def test_each_caller_gets_what_the_write_returned_for_its_batch() -> None:
         assert await writer.submit([]) is None
     finally:
         await writer.close()
+
+
+async def test_rows_that_ask_for_less_wait_cut_the_batch_sooner() -> None:
+    batches: list[list[str]] = []
+
+    async def write(rows: list[str]) -> None:
+        batches.append(rows)
+
+    writer: BatchWriter[str, None] = BatchWriter(write, name="t", max_delay_s=5.0)
+    writer.start()
+    try:
+        slow = asyncio.create_task(writer.submit(["queued"]))
+        await asyncio.sleep(0.01)
+        assert batches == []  # lingering: up to 5 s for more rows
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await writer.submit(["answered"], max_delay_s=0.02)
+        await slow
+        assert loop.time() - started < 1.0  # the 20 ms cap, not the writer's 5 s
+        assert batches == [["queued", "answered"]]
+    finally:
+        await writer.close()
