@@ -23,7 +23,7 @@ from typing import Any
 from yarl import URL
 
 from services.sender.connection import Answer, Connection
-from shared.targets import TargetPolicy, checked_addresses
+from shared.targets import TargetPolicy, check_url_shape, checked_addresses
 
 _URL_CACHE_SIZE = 4096
 
@@ -64,17 +64,16 @@ class Target:
 
 
 def parse_target(url: str) -> Target:
-    """The parts of an http(s) URL a request needs; raises `ValueError` for anything else."""
+    """The parts of an http(s) URL a request needs; raises `TargetRefused` for any other URL
+    (`shared.targets.check_url_shape`, the API's check of the same URL)."""
+    check_url_shape(url)
     parsed = URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host or parsed.port is None:
-        raise ValueError("the URL cannot be called")
-    if parsed.raw_user is not None or parsed.raw_password is not None:
-        raise ValueError("the URL must not contain a user name or password")
+    host = str(parsed.raw_host)
     return Target(
         tls=parsed.scheme == "https",
-        host=parsed.raw_host,
-        port=parsed.port,
-        authority=parsed.host_port_subcomponent or parsed.raw_host,
+        host=host,
+        port=int(parsed.port or 0),
+        authority=parsed.host_port_subcomponent or host,
         path=parsed.raw_path_qs or "/",
     )
 

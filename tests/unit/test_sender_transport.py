@@ -367,3 +367,19 @@ async def test_tls_is_verified_against_the_trusted_roots(
     finally:
         await trusted.close()
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/hook", "http://user:pw@127.0.0.1:{port}/h"])
+async def test_a_url_the_api_would_refuse_is_refused_without_a_connection(
+    serve: list[ScriptedServer], url: str
+) -> None:
+    server = await started(serve, lambda _: answer())
+    http = pool()
+    try:
+        result = await client.post(
+            http, url.format(port=server.port), {}, b"x", body_cap=CAP, timeout_s=2
+        )
+    finally:
+        await http.close()
+    assert result.error_kind is ErrorKind.TARGET_REFUSED
+    assert server.connections == 0
