@@ -14,16 +14,18 @@ from typing import cast
 
 import httptools
 
+from shared.errors import HooklineError
+
 # Bytes of an answer's head (status line and headers) before the parser gives up, whatever
 # the per-line caps: 64 lines of 8 KiB.
 _HEAD_SLACK_BYTES = 1024
 
 
-class ProtocolError(Exception):
+class ProtocolError(HooklineError):
     """The receiver's answer is not HTTP/1.1 this client accepts; the connection is closed."""
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(HooklineError):
     """The receiver closed the connection before its answer was complete."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from yarl import URL
 
 from services.sender.connection import Answer, Connection
+from shared.errors import HooklineError
 from shared.targets import TargetPolicy, check_url_shape, checked_addresses
 
 _URL_CACHE_SIZE = 4096
@@ -38,7 +39,7 @@ async def system_resolve(host: str, port: int) -> Sequence[AddressInfo]:
     return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
-class ConnectFailed(OSError):
+class ConnectFailed(HooklineError, OSError):
     """No connection could be made to any address of the target."""
 
     def __init__(self, host: str, port: int, strerror: str) -> None:
